@@ -1,0 +1,157 @@
+//! The `molten` command line.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use molten::config::Config;
+use molten::skills::{CallContext, Registry, Runtime, RuntimeConfig, Skill};
+
+/// A self-hostable AI chat agent whose tools are sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "molten", version)]
+struct Cli {
+    /// Directory for sandboxes and caches [default: $XDG_DATA_HOME/molten or ~/.local/share/molten]
+    #[arg(long, env = "MOLTEN_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+
+    /// Directory of skills (`<name>.toml` + `<name>.wasm`); repeat, or separate with `:` in the
+    /// environment variable [default: <data dir>/skills]
+    #[arg(long = "skills-dir", env = "MOLTEN_SKILLS_DIR", value_delimiter = ':', global = true)]
+    skills_dirs: Vec<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List and run skills.
+    #[command(subcommand)]
+    Skill(SkillCommand),
+}
+
+#[derive(Subcommand)]
+enum SkillCommand {
+    /// List the loaded skills with their limits and capabilities, and any that failed to load.
+    List,
+    /// Run one skill once and print its output.
+    Run {
+        /// The skill's name, as `molten skill list` shows it.
+        name: String,
+        /// The arguments: a JSON object matching the skill's parameters.
+        arguments: String,
+        /// The user whose sandbox the skill works in.
+        #[arg(long, default_value = "cli")]
+        user: String,
+        /// The conversation the call belongs to.
+        #[arg(long, default_value = "cli")]
+        session: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::resolve(cli.data_dir, cli.skills_dirs)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async {
+        match cli.command {
+            Command::Skill(command) => skill_command(&config, command).await,
+        }
+    })
+}
+
+async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(RuntimeConfig::in_data_dir(&config.data_dir))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("cannot start the WebAssembly engine")?;
+    let registry = Registry::load(Arc::new(runtime), &config.skills_dirs).await;
+    match command {
+        SkillCommand::List => list(&registry),
+        SkillCommand::Run {
+            name,
+            arguments,
+            user,
+            session,
+        } => {
+            if registry.get(&name).is_none() {
+                report_load_errors(&registry);
+            }
+            let context = CallContext::new(user, session);
+            match registry.invoke(&name, &arguments, &context).await {
+                Ok(output) => {
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(output.as_bytes())?;
+                    if !output.ends_with('\n') {
+                        stdout.write_all(b"\n")?;
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn list(registry: &Registry) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    for skill in registry.skills() {
+        writeln!(out, "{}", describe_skill(skill))?;
+    }
+    if registry.skills().next().is_none() {
+        writeln!(out, "no skills loaded")?;
+    }
+    report_load_errors(registry);
+    Ok(if registry.errors().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn describe_skill(skill: &Skill) -> String {
+    let m = skill.manifest();
+    let l = m.limits;
+    format!(
+        "{name}\n  {description}\n  limits: fuel {fuel}, timeout {timeout} ms, memory {memory} MiB, output {output} KiB\n  capabilities: filesystem {fs}\n  component: {path}",
+        name = m.name,
+        description = m.description,
+        fuel = l.fuel,
+        timeout = l.timeout.as_millis(),
+        memory = l.memory_bytes >> 20,
+        output = l.output_bytes >> 10,
+        fs = m.capabilities.filesystem,
+        path = skill.component_path().display(),
+    )
+}
+
+fn report_load_errors(registry: &Registry) {
+    for error in registry.errors() {
+        eprintln!("error: skill not loaded: {error}");
+    }
+}

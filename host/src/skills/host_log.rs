@@ -1,0 +1,65 @@
+//! The `molten:skill/log` import: a skill's structured log lines, into the host's `tracing`.
+
+use wasmtime::component::HasData;
+
+use super::bindings::molten::skill::log::{Host, Level};
+use super::bindings::molten::skill::types;
+
+/// Longest message kept; the rest is cut so one call cannot flood the host's log.
+const MAX_MESSAGE_BYTES: usize = 4096;
+/// Messages kept per call; later ones are dropped and counted.
+const MAX_MESSAGES_PER_CALL: u32 = 100;
+
+/// Where one call's log lines go, tagged with the skill and the user.
+pub(crate) struct LogSink {
+    skill: String,
+    user: String,
+    written: u32,
+}
+
+impl LogSink {
+    pub(crate) fn new(skill: &str, user: &str) -> Self {
+        Self {
+            skill: skill.to_owned(),
+            user: user.to_owned(),
+            written: 0,
+        }
+    }
+
+    /// Messages the skill sent past the per-call cap.
+    pub(crate) fn dropped(&self) -> u32 {
+        self.written.saturating_sub(MAX_MESSAGES_PER_CALL)
+    }
+}
+
+impl Host for LogSink {
+    fn log(&mut self, level: Level, mut message: String) {
+        self.written = self.written.saturating_add(1);
+        if self.written > MAX_MESSAGES_PER_CALL {
+            return;
+        }
+        if message.len() > MAX_MESSAGE_BYTES {
+            let cut = message.floor_char_boundary(MAX_MESSAGE_BYTES);
+            message.truncate(cut);
+            message.push_str(" [truncated]");
+        }
+        let (skill, user) = (self.skill.as_str(), self.user.as_str());
+        match level {
+            Level::Trace => tracing::trace!(target: "molten::skill", skill, user, "{message}"),
+            Level::Debug => tracing::debug!(target: "molten::skill", skill, user, "{message}"),
+            Level::Info => tracing::info!(target: "molten::skill", skill, user, "{message}"),
+            Level::Warn => tracing::warn!(target: "molten::skill", skill, user, "{message}"),
+            Level::Error => tracing::error!(target: "molten::skill", skill, user, "{message}"),
+        }
+    }
+}
+
+// The `types` interface has no functions; the generated linker still asks for its trait.
+impl types::Host for LogSink {}
+
+/// Selects the [`LogSink`] out of the store's data for the generated `add_to_linker`.
+pub(crate) struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = &'a mut LogSink;
+}

@@ -1,0 +1,25 @@
+//! The skill runtime: one wasmtime engine, capability-confined calls, a registry of loaded skills.
+//!
+//! A skill is a WebAssembly component implementing the `molten:skill` world (`wit/skill.wit`)
+//! with a manifest (`<name>.toml`) beside it (`<name>.wasm`). [`Registry::load`] compiles each
+//! one once (cached on disk by content hash) and keeps it ready to instantiate; every
+//! [`Registry::invoke`] gets a fresh instance in a fresh store holding only what the manifest was
+//! granted: fuel, a wall-clock deadline, a memory cap, an output cap, and, when asked for, the
+//! caller's own sandbox directory as `/tmp`. Nothing else (network, environment, arguments, host
+//! stdio) exists for the skill.
+
+mod bindings;
+mod call;
+mod error;
+mod host_log;
+pub mod manifest;
+mod registry;
+mod runtime;
+mod sandbox;
+
+pub use call::CallContext;
+pub use error::{InvokeError, LoadError};
+pub use manifest::Manifest;
+pub use registry::{Registry, Skill, ToolDefinition};
+pub use runtime::{Runtime, RuntimeConfig};
+pub use sandbox::Sandboxes;

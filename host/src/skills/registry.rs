@@ -1,0 +1,216 @@
+//! The loaded skills: found in directories as `<name>.toml` + `<name>.wasm`, each checked,
+//! compiled once and described once, then invoked by name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::bindings::SkillPre;
+use super::call::{self, CallContext, CallState};
+use super::error::{InvokeError, LoadError};
+use super::manifest::Manifest;
+use super::runtime::Runtime;
+
+/// What the LLM is offered for one skill: an OpenAI-style function definition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ToolDefinition {
+    /// Function name, equal to the manifest's `name`.
+    pub name: String,
+    /// When to use it, from the skill's `describe`.
+    pub description: String,
+    /// JSON Schema (an object schema) of the arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// One loaded skill, ready to instantiate.
+pub struct Skill {
+    manifest: Manifest,
+    definition: ToolDefinition,
+    component: PathBuf,
+    pre: SkillPre<CallState>,
+}
+
+impl Skill {
+    /// The validated manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The function definition from the skill's `describe`.
+    pub fn definition(&self) -> &ToolDefinition {
+        &self.definition
+    }
+
+    /// The component file it was loaded from.
+    pub fn component_path(&self) -> &Path {
+        &self.component
+    }
+}
+
+/// The skills loaded from a list of directories, and the reasons others were not.
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    skills: BTreeMap<String, Skill>,
+    errors: Vec<LoadError>,
+}
+
+impl Registry {
+    /// Loads every `<name>.toml` + `<name>.wasm` pair in `dirs`, in order. A skill that fails to
+    /// load is recorded in [`Registry::errors`] and does not keep the others from loading.
+    pub async fn load(runtime: Arc<Runtime>, dirs: &[PathBuf]) -> Self {
+        let mut registry = Self {
+            runtime,
+            skills: BTreeMap::new(),
+            errors: Vec::new(),
+        };
+        for dir in dirs {
+            match find_skill_files(dir) {
+                Ok(found) => {
+                    for manifest in found.manifests {
+                        registry.load_one(&manifest).await;
+                    }
+                    registry.errors.extend(found.errors);
+                }
+                Err(error) => registry.errors.push(error),
+            }
+        }
+        registry
+    }
+
+    async fn load_one(&mut self, manifest_path: &Path) {
+        let loaded = load_skill(&self.runtime, manifest_path).await;
+        match loaded {
+            Ok(skill) => {
+                if let Some(first) = self.skills.get(&skill.manifest.name) {
+                    self.errors.push(LoadError::Duplicate {
+                        path: manifest_path.to_owned(),
+                        name: skill.manifest.name.clone(),
+                        other: first.component.with_extension("toml"),
+                    });
+                } else {
+                    tracing::debug!(skill = %skill.manifest.name, "skill loaded");
+                    self.skills.insert(skill.manifest.name.clone(), skill);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "skill not loaded");
+                self.errors.push(error);
+            }
+        }
+    }
+
+    /// The loaded skill called `name`.
+    pub fn get(&self, name: &str) -> Option<&Skill> {
+        self.skills.get(name)
+    }
+
+    /// The loaded skills, by name.
+    pub fn skills(&self) -> impl Iterator<Item = &Skill> {
+        self.skills.values()
+    }
+
+    /// Why the skills that are not loaded failed to load.
+    pub fn errors(&self) -> &[LoadError] {
+        &self.errors
+    }
+
+    /// Runs skill `name` with JSON `arguments` for `context`, on a fresh instance.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        arguments: &str,
+        context: &CallContext,
+    ) -> Result<String, InvokeError> {
+        let skill = self
+            .skills
+            .get(name)
+            .ok_or_else(|| InvokeError::UnknownSkill(name.to_owned()))?;
+        call::invoke(&self.runtime, &skill.pre, &skill.manifest, arguments, context).await
+    }
+}
+
+/// What a directory holds: manifests to load, and files that cannot be a skill.
+struct SkillFiles {
+    manifests: Vec<PathBuf>,
+    errors: Vec<LoadError>,
+}
+
+fn find_skill_files(dir: &Path) -> Result<SkillFiles, LoadError> {
+    let directory_error = |source| LoadError::Directory {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut paths = std::fs::read_dir(dir)
+        .map_err(directory_error)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(directory_error)?;
+    paths.sort();
+    let has = |path: &Path, ext: &str| path.extension().is_some_and(|e| e == ext);
+    let mut found = SkillFiles {
+        manifests: Vec::new(),
+        errors: Vec::new(),
+    };
+    for path in &paths {
+        if has(path, "toml") {
+            found.manifests.push(path.clone());
+        } else if has(path, "wasm") && !path.with_extension("toml").is_file() {
+            found.errors.push(LoadError::Manifest {
+                path: path.clone(),
+                reason: format!(
+                    "no manifest beside it; add {} with at least `name` and `description`",
+                    path.with_extension("toml").display()
+                ),
+            });
+        }
+    }
+    Ok(found)
+}
+
+async fn load_skill(runtime: &Runtime, manifest_path: &Path) -> Result<Skill, LoadError> {
+    let manifest = Manifest::from_file(manifest_path).map_err(|e| LoadError::Manifest {
+        path: manifest_path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let component = manifest_path.with_extension("wasm");
+    let pre = runtime.prepare(&component)?;
+    let describe_error = |reason: String| LoadError::Describe {
+        path: component.clone(),
+        reason,
+    };
+    let descriptor = call::describe(runtime, &pre, &manifest)
+        .await
+        .map_err(|e| describe_error(format!("failed: {e}")))?;
+    if descriptor.name != manifest.name {
+        return Err(describe_error(format!(
+            "names the skill `{}` but its manifest names it `{}`; make them equal",
+            descriptor.name, manifest.name
+        )));
+    }
+    if descriptor.description.trim().is_empty() {
+        return Err(describe_error(
+            "returned an empty description; the LLM needs one to know when to call the skill"
+                .into(),
+        ));
+    }
+    let parameters: serde_json::Value =
+        serde_json::from_str(&descriptor.parameters).map_err(|e| {
+            describe_error(format!("returned parameters that are not JSON: {e}"))
+        })?;
+    if parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
+        return Err(describe_error(
+            "returned parameters that are not an object schema; use {\"type\": \"object\", ...}"
+                .into(),
+        ));
+    }
+    Ok(Skill {
+        definition: ToolDefinition {
+            name: descriptor.name,
+            description: descriptor.description,
+            parameters,
+        },
+        manifest,
+        component,
+        pre,
+    })
+}

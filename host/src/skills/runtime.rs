@@ -1,0 +1,222 @@
+//! The one wasmtime engine every skill runs on, its linker, the epoch ticker that enforces
+//! deadlines, and the on-disk cache of compiled components.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use super::bindings::{Skill as SkillWorld, SkillPre};
+use super::call::CallState;
+use super::error::LoadError;
+use super::host_log::HasLog;
+use super::manifest::MAX_MEMORY_MB;
+use super::sandbox::Sandboxes;
+
+/// Period of the epoch ticker: the granularity of wall-clock deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Skill calls running at once; further calls wait for a slot. Sizes the pooling allocator.
+pub const MAX_CONCURRENT_CALLS: u32 = 32;
+/// Wasm stack a call may use before a stack-overflow trap.
+const MAX_WASM_STACK: usize = 1 << 20;
+
+/// Where the runtime keeps its state.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Directory of the per-user sandboxes.
+    pub sandbox_root: PathBuf,
+    /// Directory of compiled components, or `None` to compile on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// Sandboxes in `<data_dir>/sandboxes`, the compile cache in `<data_dir>/cache/components`.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self {
+            sandbox_root: data_dir.join("sandboxes"),
+            cache_dir: Some(data_dir.join("cache").join("components")),
+        }
+    }
+}
+
+/// The engine and what every call shares. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    sandboxes: Sandboxes,
+    cache_dir: Option<PathBuf>,
+    permits: Semaphore,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine: component model, fuel, epoch deadlines and a pooling
+    /// allocator sized for [`MAX_CONCURRENT_CALLS`] skills of up to [`MAX_MEMORY_MB`] MiB each.
+    pub fn new(config: RuntimeConfig) -> Result<Self, wasmtime::Error> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(MAX_CONCURRENT_CALLS)
+            .total_core_instances(MAX_CONCURRENT_CALLS * 8)
+            .total_memories(MAX_CONCURRENT_CALLS * 2)
+            .total_tables(MAX_CONCURRENT_CALLS * 8)
+            .total_stacks(MAX_CONCURRENT_CALLS)
+            .max_memory_size((MAX_MEMORY_MB << 20) as usize)
+            // Keeping the first pages of a slot mapped makes the next instantiation cheaper.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 16);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        SkillWorld::add_to_linker::<CallState, HasLog>(&mut linker, |state| &mut state.log)?;
+
+        Ok(Self {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linker,
+            sandboxes: Sandboxes::new(config.sandbox_root),
+            cache_dir: config.cache_dir,
+            permits: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
+        })
+    }
+
+    /// The per-user sandbox directories.
+    pub fn sandboxes(&self) -> &Sandboxes {
+        &self.sandboxes
+    }
+
+    /// Compiles the component at `path` (or loads it from the cache) and links it against the
+    /// host, checking that it implements the `molten:skill` world.
+    pub(crate) fn prepare(&self, path: &Path) -> Result<SkillPre<CallState>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let component = self.compile(path, &bytes)?;
+        let world_error = |e: wasmtime::Error| LoadError::World {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
+        SkillPre::new(instance_pre).map_err(world_error)
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}.cwasm", self.cache_key(bytes))));
+        if let Some(file) = cached.as_ref().filter(|f| f.is_file()) {
+            // SAFETY: the file was written by `Component::serialize` of an engine with this
+            // exact configuration (the key includes the engine's compatibility hash) into the
+            // operator's own data directory; wasmtime re-checks its header and version.
+            match unsafe { Component::deserialize_file(&self.engine, file) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(
+                    file = %file.display(), error = %format!("{e:#}"),
+                    "discarding an unusable compiled-skill cache entry"
+                ),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
+        if let Some(file) = cached {
+            if let Err(e) = write_cache_entry(&file, &component) {
+                tracing::warn!(
+                    file = %file.display(), error = %e,
+                    "cannot cache a compiled skill; it will be recompiled on the next start"
+                );
+            }
+        }
+        Ok(component)
+    }
+
+    /// Content hash of the component plus the engine's compatibility hash: a new wasmtime or a
+    /// different engine configuration never reads an old artifact.
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let content: String = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{content}-{:016x}", engine_hash.finish())
+    }
+
+    /// A store for one call, with its fuel and deadline set.
+    pub(crate) fn new_store(
+        &self,
+        state: CallState,
+        fuel: u64,
+        timeout: Duration,
+    ) -> Store<CallState> {
+        let mut store = Store::new(&self.engine, state);
+        // Fuel is only refused when fuel consumption is off, and this engine turns it on.
+        store
+            .set_fuel(fuel)
+            .expect("the engine is configured with consume_fuel");
+        let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
+        store.set_epoch_deadline(ticks.max(1));
+        store
+    }
+
+    /// Waits for one of the [`MAX_CONCURRENT_CALLS`] call slots.
+    pub(crate) async fn call_permit(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed, so acquiring only ever waits.
+        self.permits.acquire().await.ok()
+    }
+}
+
+fn write_cache_entry(file: &Path, component: &Component) -> std::io::Result<()> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), bytes)?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("molten-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread at start-up");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
