@@ -1,1 +1,10 @@
-mod placeholder {}
+//! molten's integration tests: the real wasmtime runtime running the real skill components
+//! (built by `scripts/build-skills`), and the real `molten` binary.
+
+mod support;
+
+mod cli;
+mod confinement;
+mod limits;
+mod loading;
+mod text_editor;

@@ -29,7 +29,10 @@ fn main() {
 
     println!("skill call: fresh store + instance + invoke of a trivial skill, {SKILL_CALLS} calls");
     let mut results = Vec::new();
-    for (label, filesystem) in [("no filesystem", "none"), ("with sandbox preopen", "sandbox")] {
+    for (label, filesystem) in [
+        ("no filesystem", "none"),
+        ("with sandbox preopen", "sandbox"),
+    ] {
         let dir = work.path().join(filesystem);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(&probe, dir.join("probe.wasm")).unwrap();

@@ -46,7 +46,11 @@ impl Config {
 }
 
 fn default_data_dir() -> Option<PathBuf> {
-    let non_empty = |var| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let non_empty = |var| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     non_empty("XDG_DATA_HOME")
         .or_else(|| non_empty("HOME").map(|home| home.join(".local").join("share")))
         .map(|base| base.join("molten"))

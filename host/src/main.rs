@@ -20,7 +20,12 @@ struct Cli {
 
     /// Directory of skills (`<name>.toml` + `<name>.wasm`); repeat, or separate with `:` in the
     /// environment variable [default: <data dir>/skills]
-    #[arg(long = "skills-dir", env = "MOLTEN_SKILLS_DIR", value_delimiter = ':', global = true)]
+    #[arg(
+        long = "skills-dir",
+        env = "MOLTEN_SKILLS_DIR",
+        value_delimiter = ':',
+        global = true
+    )]
     skills_dirs: Vec<PathBuf>,
 
     #[command(subcommand)]
@@ -42,7 +47,8 @@ enum SkillCommand {
     Run {
         /// The skill's name, as `molten skill list` shows it.
         name: String,
-        /// The arguments: a JSON object matching the skill's parameters.
+        /// The arguments: a JSON object matching the skill's parameters, or `-` to read it
+        /// from standard input (for arguments too long for a command line).
         arguments: String,
         /// The user whose sandbox the skill works in.
         #[arg(long, default_value = "cli")]
@@ -99,6 +105,12 @@ async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result
             if registry.get(&name).is_none() {
                 report_load_errors(&registry);
             }
+            let arguments = if arguments == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .context("cannot read the arguments from standard input")?
+            } else {
+                arguments
+            };
             let context = CallContext::new(user, session);
             match registry.invoke(&name, &arguments, &context).await {
                 Ok(output) => {

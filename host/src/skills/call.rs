@@ -152,6 +152,11 @@ async fn run<R>(
         f(&skill, &mut store).await
     };
     let outcome = tokio::time::timeout(limits.timeout, call).await;
+    tracing::debug!(
+        skill = %manifest.name,
+        fuel_used = limits.fuel - store.get_fuel().unwrap_or(0),
+        "skill call finished"
+    );
     let dropped = store.data().log.dropped();
     if dropped > 0 {
         tracing::warn!(skill = %manifest.name, dropped, "skill exceeded its log message cap");
@@ -234,6 +239,12 @@ fn classify_trap(
         trap => {
             let mut detail = match trap {
                 Some(Trap::StackOverflow) => "stack overflow (recursion too deep)".to_owned(),
+                // Rust and C guests keep their stack in linear memory below the data; running
+                // off its end reads out of bounds, so that is the usual cause.
+                Some(Trap::MemoryOutOfBounds) => format!(
+                    "{} (often the skill's stack overflowing from recursion too deep)",
+                    Trap::MemoryOutOfBounds
+                ),
                 Some(trap) => trap.to_string(),
                 None => format!("{error:#}"),
             };
@@ -275,12 +286,21 @@ mod tests {
     #[test]
     fn long_output_is_cut_with_a_marker() {
         let out = cap_output("x".repeat(100), 10);
-        assert_eq!(out, format!("{}\n[output truncated: 10 of 100 bytes shown]", "x".repeat(10)));
+        assert_eq!(
+            out,
+            format!(
+                "{}\n[output truncated: 10 of 100 bytes shown]",
+                "x".repeat(10)
+            )
+        );
     }
 
     #[test]
     fn cut_respects_character_boundaries() {
         let out = cap_output("é".repeat(10), 5);
-        assert!(out.starts_with("éé\n[output truncated: 4 of 20 bytes shown]"), "{out}");
+        assert!(
+            out.starts_with("éé\n[output truncated: 4 of 20 bytes shown]"),
+            "{out}"
+        );
     }
 }

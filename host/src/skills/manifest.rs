@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Fuel when the manifest sets none: far above any normal call (a text edit of a megabyte file
-/// burns well under 1% of it), low enough that a runaway loop stops within seconds.
-pub const DEFAULT_FUEL: u64 = 20_000_000_000;
+/// Fuel when the manifest sets none: far above any normal call (editing a megabyte file burns
+/// a few tens of millions), and about 10 s of pure computation on a current core, so that a
+/// runaway stops even when its wall-clock deadline is generous.
+pub const DEFAULT_FUEL: u64 = 5_000_000_000;
 /// Wall-clock deadline when the manifest sets none.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Memory cap when the manifest sets none.
@@ -126,9 +127,8 @@ impl Manifest {
     /// Parses and validates manifest text. `file_stem` is the name the files carry
     /// (`<stem>.toml`, `<stem>.wasm`); the manifest's `name` must equal it.
     pub fn parse(text: &str, file_stem: &str) -> Result<Self, ManifestError> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| {
-            ManifestError(format!("invalid TOML: {}", e.to_string().trim_end()))
-        })?;
+        let raw: RawManifest = toml::from_str(text)
+            .map_err(|e| ManifestError(format!("invalid TOML: {}", e.to_string().trim_end())))?;
         let name = raw.name;
         if !is_valid_name(&name) {
             return Err(ManifestError(format!(
@@ -158,10 +158,18 @@ impl Manifest {
                 DEFAULT_TIMEOUT_MS,
                 MAX_TIMEOUT_MS,
             )?),
-            memory_bytes: (bounded("limits.memory_mb", l.memory_mb, DEFAULT_MEMORY_MB, MAX_MEMORY_MB)?
-                << 20) as usize,
-            output_bytes: (bounded("limits.output_kb", l.output_kb, DEFAULT_OUTPUT_KB, MAX_OUTPUT_KB)?
-                << 10) as usize,
+            memory_bytes: (bounded(
+                "limits.memory_mb",
+                l.memory_mb,
+                DEFAULT_MEMORY_MB,
+                MAX_MEMORY_MB,
+            )? << 20) as usize,
+            output_bytes: (bounded(
+                "limits.output_kb",
+                l.output_kb,
+                DEFAULT_OUTPUT_KB,
+                MAX_OUTPUT_KB,
+            )? << 10) as usize,
         };
         Ok(Self {
             name,
@@ -177,7 +185,10 @@ impl Manifest {
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ManifestError(format!("cannot read the manifest: {e}")))?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         Self::parse(&text, stem)
     }
 }
@@ -238,19 +249,54 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            ("name = \"Bad-Name\"\ndescription = \"d\"", "Bad-Name", "field `name`"),
-            ("name = \"a\"\ndescription = \"d\"", "b", "name them `a.toml`"),
-            ("name = \"a\"\ndescription = \"  \"", "a", "field `description`"),
-            ("name = \"a\"\ndescription = \"d\"\n[limits]\nmemory_mb = 4096", "a", "field `limits.memory_mb`: 4096 is above the maximum 1024"),
-            ("name = \"a\"\ndescription = \"d\"\n[limits]\ntimeout_ms = 0", "a", "field `limits.timeout_ms`: must be greater than 0"),
-            ("name = \"a\"\ndescription = \"d\"\n[limits]\nfuel = -1", "a", "invalid TOML"),
-            ("name = \"a\"\ndescription = \"d\"\n[limits]\nmemroy_mb = 1", "a", "unknown field `memroy_mb`"),
-            ("name = \"a\"\ndescription = \"d\"\n[capabilities]\nfilesystem = \"host\"", "a", "unknown variant `host`"),
+            (
+                "name = \"Bad-Name\"\ndescription = \"d\"",
+                "Bad-Name",
+                "field `name`",
+            ),
+            (
+                "name = \"a\"\ndescription = \"d\"",
+                "b",
+                "name them `a.toml`",
+            ),
+            (
+                "name = \"a\"\ndescription = \"  \"",
+                "a",
+                "field `description`",
+            ),
+            (
+                "name = \"a\"\ndescription = \"d\"\n[limits]\nmemory_mb = 4096",
+                "a",
+                "field `limits.memory_mb`: 4096 is above the maximum 1024",
+            ),
+            (
+                "name = \"a\"\ndescription = \"d\"\n[limits]\ntimeout_ms = 0",
+                "a",
+                "field `limits.timeout_ms`: must be greater than 0",
+            ),
+            (
+                "name = \"a\"\ndescription = \"d\"\n[limits]\nfuel = -1",
+                "a",
+                "invalid TOML",
+            ),
+            (
+                "name = \"a\"\ndescription = \"d\"\n[limits]\nmemroy_mb = 1",
+                "a",
+                "unknown field `memroy_mb`",
+            ),
+            (
+                "name = \"a\"\ndescription = \"d\"\n[capabilities]\nfilesystem = \"host\"",
+                "a",
+                "unknown variant `host`",
+            ),
             ("description = \"d\"", "a", "missing field `name`"),
         ];
         for (text, stem, expected) in cases {
             let err = Manifest::parse(text, stem).unwrap_err().to_string();
-            assert!(err.contains(expected), "{text:?}: {err:?} lacks {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{text:?}: {err:?} lacks {expected:?}"
+            );
         }
     }
 

@@ -125,7 +125,14 @@ impl Registry {
             .skills
             .get(name)
             .ok_or_else(|| InvokeError::UnknownSkill(name.to_owned()))?;
-        call::invoke(&self.runtime, &skill.pre, &skill.manifest, arguments, context).await
+        call::invoke(
+            &self.runtime,
+            &skill.pre,
+            &skill.manifest,
+            arguments,
+            context,
+        )
+        .await
     }
 }
 
@@ -193,10 +200,8 @@ async fn load_skill(runtime: &Runtime, manifest_path: &Path) -> Result<Skill, Lo
                 .into(),
         ));
     }
-    let parameters: serde_json::Value =
-        serde_json::from_str(&descriptor.parameters).map_err(|e| {
-            describe_error(format!("returned parameters that are not JSON: {e}"))
-        })?;
+    let parameters: serde_json::Value = serde_json::from_str(&descriptor.parameters)
+        .map_err(|e| describe_error(format!("returned parameters that are not JSON: {e}")))?;
     if parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
         return Err(describe_error(
             "returned parameters that are not an object schema; use {\"type\": \"object\", ...}"

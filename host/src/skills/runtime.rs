@@ -23,6 +23,8 @@ use super::sandbox::Sandboxes;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Skill calls running at once; further calls wait for a slot. Sizes the pooling allocator.
 pub const MAX_CONCURRENT_CALLS: u32 = 32;
+/// Fuel a skill burns between yields to the async executor (a few milliseconds of compute).
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 /// Wasm stack a call may use before a stack-overflow trap.
 const MAX_WASM_STACK: usize = 1 << 20;
 
@@ -108,7 +110,10 @@ impl Runtime {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(world_error)?;
         SkillPre::new(instance_pre).map_err(world_error)
     }
 
@@ -148,7 +153,9 @@ impl Runtime {
     /// different engine configuration never reads an old artifact.
     fn cache_key(&self, bytes: &[u8]) -> String {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let content: String = Sha256::digest(bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -167,6 +174,11 @@ impl Runtime {
         // Fuel is only refused when fuel consumption is off, and this engine turns it on.
         store
             .set_fuel(fuel)
+            .expect("the engine is configured with consume_fuel");
+        // A skill computing without host calls would otherwise hold its executor thread
+        // until it finishes; yielding every slice lets other calls and timers run.
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
             .expect("the engine is configured with consume_fuel");
         let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
         store.set_epoch_deadline(ticks.max(1));

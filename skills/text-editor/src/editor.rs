@@ -102,7 +102,9 @@ pub fn run(arguments: &str) -> Result<String, SkillError> {
 
 fn required<T>(value: Option<T>, name: &str, command: &str) -> Result<T, SkillError> {
     value.ok_or_else(|| {
-        SkillError::InvalidInput(format!("Parameter `{name}` is required for command: {command}."))
+        SkillError::InvalidInput(format!(
+            "Parameter `{name}` is required for command: {command}."
+        ))
     })
 }
 
@@ -166,7 +168,11 @@ fn view(path: &str, range: Option<&[i64]>) -> Result<String, SkillError> {
         None => (1, all.len()),
         Some(range) => check_range(range, all.len())?,
     };
-    let shown = if all.is_empty() { &[][..] } else { &all[first - 1..last] };
+    let shown = if all.is_empty() {
+        &[][..]
+    } else {
+        &all[first - 1..last]
+    };
     Ok(format!(
         "Here's the result of running `cat -n` on {path}:\n{}",
         numbered(shown, first)
@@ -225,7 +231,11 @@ fn collect_entries(dir: &Path, depth: usize, out: &mut Vec<String>) -> io::Resul
         }
         let child = dir.join(&name);
         let is_dir = entry.file_type()?.is_dir();
-        out.push(format!("{}{}", child.display(), if is_dir { "/" } else { "" }));
+        out.push(format!(
+            "{}{}",
+            child.display(),
+            if is_dir { "/" } else { "" }
+        ));
         if is_dir && depth > 1 {
             collect_entries(&child, depth - 1, out)?;
         }
@@ -324,7 +334,11 @@ fn snippet(path: &str, text: &str, line: usize, span: usize) -> String {
     let all = lines(text);
     let first = line.saturating_sub(SNIPPET_CONTEXT).max(1);
     let last = (line + span + SNIPPET_CONTEXT).min(all.len());
-    let shown = if first <= last { &all[first - 1..last] } else { &[][..] };
+    let shown = if first <= last {
+        &all[first - 1..last]
+    } else {
+        &[][..]
+    };
     format!(
         "Here's the result of running `cat -n` on a snippet of {path}:\n{}",
         numbered(shown, first)

@@ -10,7 +10,6 @@ mod history;
 
 wit_bindgen::generate!({ path: "../../wit", world: "skill" });
 
-
 struct TextEditor;
 
 impl Guest for TextEditor {

@@ -1,0 +1,126 @@
+//! Shared test setup: temp dirs, a runtime per test, paths of the built components.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use molten::skills::{CallContext, InvokeError, Registry, Runtime, RuntimeConfig};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
+}
+
+/// A file produced by `scripts/build-skills`, e.g. `built("skills", "text_editor.wasm")`.
+pub fn built(dir: &str, file: &str) -> PathBuf {
+    let path = root().join("target").join(dir).join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-skills (scripts/test does) before cargo test",
+        path.display()
+    );
+    path
+}
+
+/// A temp dir under `target/tmp`, so that no host path in a test starts with `/tmp`, which is
+/// what skills see their sandbox as.
+pub fn temp_dir() -> TempDir {
+    let base = root().join("target").join("tmp");
+    std::fs::create_dir_all(&base).expect("create target/tmp");
+    tempfile::tempdir_in(base).expect("create temp dir")
+}
+
+/// One runtime with its own data dir, sharing the compiled-component cache with other tests.
+pub struct Host {
+    pub registry: Registry,
+    pub dir: TempDir,
+}
+
+impl Host {
+    /// Loads the skills in `dirs`.
+    pub async fn load(dirs: &[PathBuf]) -> Self {
+        Self::load_in(temp_dir(), dirs).await
+    }
+
+    /// Loads the skills in `dirs`, keeping sandboxes in `dir`.
+    pub async fn load_in(dir: TempDir, dirs: &[PathBuf]) -> Self {
+        let runtime = Runtime::new(RuntimeConfig {
+            sandbox_root: dir.path().join("sandboxes"),
+            cache_dir: Some(root().join("target").join("test-cache")),
+        })
+        .expect("engine starts");
+        let registry = Registry::load(Arc::new(runtime), dirs).await;
+        Self { registry, dir }
+    }
+
+    /// The built-in skills, all of which must load.
+    pub async fn builtin() -> Self {
+        let host = Self::load(&[root().join("target").join("skills")]).await;
+        assert!(
+            host.registry.errors().is_empty(),
+            "{:?}",
+            host.registry.errors()
+        );
+        assert!(host.registry.get("text_editor").is_some());
+        host
+    }
+
+    /// The probe fixture under a manifest whose `[limits]` and `[capabilities]` are `sections`.
+    pub async fn probe(sections: &str) -> Self {
+        let dir = temp_dir();
+        let skills = dir.path().join("skills");
+        std::fs::create_dir_all(&skills).unwrap();
+        std::fs::copy(
+            built("test-skills", "probe.wasm"),
+            skills.join("probe.wasm"),
+        )
+        .unwrap();
+        std::fs::write(
+            skills.join("probe.toml"),
+            format!("name = \"probe\"\ndescription = \"test fixture\"\n{sections}\n"),
+        )
+        .unwrap();
+        let host = Self::load_in(dir, &[skills]).await;
+        assert!(
+            host.registry.errors().is_empty(),
+            "{:?}",
+            host.registry.errors()
+        );
+        host
+    }
+
+    /// Calls `skill` as `user` with `args`.
+    pub async fn call(&self, skill: &str, user: &str, args: Value) -> Result<String, InvokeError> {
+        self.registry
+            .invoke(
+                skill,
+                &args.to_string(),
+                &CallContext::new(user, "test-session"),
+            )
+            .await
+    }
+
+    /// `text_editor` as `user`, expecting success.
+    pub async fn edit(&self, user: &str, args: Value) -> String {
+        self.call("text_editor", user, args.clone())
+            .await
+            .unwrap_or_else(|e| panic!("text_editor {args} failed: {e}"))
+    }
+
+    /// `text_editor` as `user`, expecting an error.
+    pub async fn edit_err(&self, user: &str, args: Value) -> InvokeError {
+        match self.call("text_editor", user, args.clone()).await {
+            Ok(out) => panic!("text_editor {args} succeeded: {out}"),
+            Err(e) => e,
+        }
+    }
+
+    /// The host directory that `user`'s skills see as `/tmp`.
+    pub fn sandbox(&self, user: &str) -> PathBuf {
+        self.dir.path().join("sandboxes").join(user)
+    }
+}
