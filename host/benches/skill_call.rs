@@ -2,6 +2,7 @@
 //! `python3 -c pass`, which is what the reference system pays for every skill call.
 //!
 //! Run with `cargo bench --bench skill_call` after `scripts/build-skills`. Prints p50/p90/p99.
+//! `-- skill` or `-- subprocess` runs one half (e.g. to profile it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,18 @@ const WARMUP_CALLS: usize = 2_000;
 const SUBPROCESS_SPAWNS: usize = 200;
 
 fn main() {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    let skill = wanted("skill").then(bench_skill_calls);
+    let subprocess = wanted("subprocess").then(bench_subprocess);
+    if let (Some(skill), Some(subprocess)) = (skill, subprocess) {
+        let ratio = subprocess.p50.as_secs_f64() / skill.p50.as_secs_f64();
+        println!("ratio (p50, subprocess / skill without filesystem): {ratio:.0}x");
+    }
+}
+
+/// Returns the figures of the call without filesystem.
+fn bench_skill_calls() -> Stats {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let probe = root.join("target/test-skills/probe.wasm");
     assert!(
@@ -65,8 +78,11 @@ fn main() {
         println!("  {label:<22} {stats}");
         results.push(stats);
     }
+    results.swap_remove(0)
+}
 
-    let python = which("python3").expect("python3 on PATH");
+fn bench_subprocess() -> Stats {
+    let python = real_python().expect("python3 on PATH");
     println!("subprocess: `python3 -c pass`, {SUBPROCESS_SPAWNS} spawns");
     let samples = (0..SUBPROCESS_SPAWNS)
         .map(|_| {
@@ -81,8 +97,7 @@ fn main() {
         .collect();
     let subprocess = Stats::of(samples);
     println!("  {:<22} {subprocess}", "python3 -c pass");
-    let ratio = subprocess.p50.as_secs_f64() / results[0].p50.as_secs_f64();
-    println!("ratio (p50, subprocess / skill without filesystem): {ratio:.0}x");
+    subprocess
 }
 
 async fn call(registry: &Registry, context: &CallContext) {
@@ -93,12 +108,15 @@ async fn call(registry: &Registry, context: &CallContext) {
     assert_eq!(out.len(), 15);
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
+/// The python3 interpreter itself: `python3` on PATH may be a shell shim (pyenv) that would
+/// add its own start-up to every spawn.
+fn real_python() -> Option<PathBuf> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    path.is_file().then_some(path)
 }
 
 struct Stats {

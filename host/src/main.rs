@@ -90,9 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(RuntimeConfig::in_data_dir(&config.data_dir))
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .context("cannot start the WebAssembly engine")?;
+    let runtime = Runtime::new(RuntimeConfig::in_data_dir(&config.data_dir))?;
     let registry = Registry::load(Arc::new(runtime), &config.skills_dirs).await;
     match command {
         SkillCommand::List => list(&registry),

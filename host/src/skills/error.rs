@@ -3,6 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The WebAssembly engine could not start (an invalid configuration, or the operating system
+/// refusing the memory reservation or the epoch thread).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the WebAssembly engine: {0}")]
+pub struct EngineError(pub(crate) String);
+
 /// Why a skill could not be loaded. Every variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -18,7 +18,7 @@ mod runtime;
 mod sandbox;
 
 pub use call::CallContext;
-pub use error::{InvokeError, LoadError};
+pub use error::{EngineError, InvokeError, LoadError};
 pub use manifest::Manifest;
 pub use registry::{Registry, Skill, ToolDefinition};
 pub use runtime::{Runtime, RuntimeConfig};
