@@ -26,14 +26,12 @@ fn plant_host_file(host: &Host) -> std::path::PathBuf {
 async fn host_paths_are_refused_by_the_sandbox() {
     let host = Host::builtin().await;
     let secret = plant_host_file(&host);
-    let host_path = secret.to_str().unwrap();
     for path in [
         "/etc/passwd",
         "/tmp/../etc/passwd",
         "/tmp/../../../../../../etc/passwd",
         "/tmp/../host-secret.txt",
         "/tmp/../../host-secret.txt",
-        host_path,
         "/",
         "/proc/self/environ",
     ] {
@@ -56,7 +54,6 @@ async fn writes_outside_the_sandbox_fail_and_change_nothing() {
         json!({"command": "create", "path": "/tmp/../../host-secret.txt", "file_text": "pwned"}),
         json!({"command": "create", "path": "/tmp/../escaped.txt", "file_text": "pwned"}),
         json!({"command": "create", "path": "/etc/molten-pwned", "file_text": "pwned"}),
-        json!({"command": "create", "path": secret.to_str().unwrap(), "file_text": "pwned"}),
         json!({"command": "str_replace", "path": "/tmp/../../host-secret.txt", "old_str": "host", "new_str": "pwned"}),
         json!({"command": "insert", "path": "/tmp/../../host-secret.txt", "insert_line": 0, "new_str": "pwned"}),
     ];
@@ -67,6 +64,44 @@ async fn writes_outside_the_sandbox_fail_and_change_nothing() {
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host only");
     assert!(!host.dir.path().join("sandboxes/escaped.txt").exists());
     assert!(!std::path::Path::new("/etc/molten-pwned").exists());
+}
+
+#[tokio::test]
+async fn a_host_absolute_path_never_reaches_the_host_file() {
+    let host = Host::builtin().await;
+    let secret = plant_host_file(&host);
+    let path = secret.to_str().unwrap();
+    let view = host
+        .call(
+            "text_editor",
+            "alice",
+            json!({"command": "view", "path": path}),
+        )
+        .await;
+    let create = host
+        .call(
+            "text_editor",
+            "alice",
+            json!({"command": "create", "path": path, "file_text": "pwned"}),
+        )
+        .await;
+    match path.strip_prefix("/tmp/") {
+        // The checkout lives under the host's /tmp: inside the skill, /tmp is the sandbox, so
+        // the same string names a file in the sandbox, never the host's.
+        Some(rest) => {
+            let not_there =
+                matches!(&view, Err(InvokeError::InvalidInput(m)) if m.contains("does not exist"));
+            assert!(not_there, "{view:?}");
+            assert!(create.is_ok(), "{create:?}");
+            let inside = host.sandbox("alice").join(rest);
+            assert_eq!(std::fs::read_to_string(inside).unwrap(), "pwned");
+        }
+        None => {
+            assert!(matches!(view, Err(InvokeError::Denied(_))), "{view:?}");
+            assert!(matches!(create, Err(InvokeError::Denied(_))), "{create:?}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host only");
 }
 
 #[tokio::test]

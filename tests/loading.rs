@@ -6,29 +6,21 @@ use std::path::{Path, PathBuf};
 use molten::skills::LoadError;
 use serde_json::json;
 
-use crate::support::{built, root, temp_dir, Host};
+use crate::support::{built, install, root, temp_dir, Host};
 
 /// A skills dir holding the built text_editor plus `name.wasm` (`wasm`) with a manifest.
 fn dir_with(name: &str, wasm: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let dir = temp_dir();
     let skills = dir.path().join("skills");
-    std::fs::create_dir_all(&skills).unwrap();
-    std::fs::copy(
-        built("skills", "text_editor.wasm"),
-        skills.join("text_editor.wasm"),
-    )
-    .unwrap();
-    std::fs::copy(
-        built("skills", "text_editor.toml"),
-        skills.join("text_editor.toml"),
-    )
-    .unwrap();
-    std::fs::write(skills.join(format!("{name}.wasm")), wasm).unwrap();
-    std::fs::write(
-        skills.join(format!("{name}.toml")),
-        format!("name = \"{name}\"\ndescription = \"under test\"\n"),
-    )
-    .unwrap();
+    let editor = std::fs::read(built("skills", "text_editor.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(built("skills", "text_editor.toml")).unwrap();
+    install(&skills, "text_editor", &editor, &manifest);
+    install(
+        &skills,
+        name,
+        wasm,
+        &format!("name = \"{name}\"\ndescription = \"under test\"\n"),
+    );
     (dir, skills)
 }
 

@@ -73,17 +73,13 @@ impl Host {
     pub async fn probe(sections: &str) -> Self {
         let dir = temp_dir();
         let skills = dir.path().join("skills");
-        std::fs::create_dir_all(&skills).unwrap();
-        std::fs::copy(
-            built("test-skills", "probe.wasm"),
-            skills.join("probe.wasm"),
-        )
-        .unwrap();
-        std::fs::write(
-            skills.join("probe.toml"),
-            format!("name = \"probe\"\ndescription = \"test fixture\"\n{sections}\n"),
-        )
-        .unwrap();
+        let probe = std::fs::read(built("test-skills", "probe.wasm")).unwrap();
+        install(
+            &skills,
+            "probe",
+            &probe,
+            &format!("name = \"probe\"\ndescription = \"test fixture\"\n{sections}\n"),
+        );
         let host = Self::load_in(dir, &[skills]).await;
         assert!(
             host.registry.errors().is_empty(),
@@ -123,4 +119,11 @@ impl Host {
     pub fn sandbox(&self, user: &str) -> PathBuf {
         self.dir.path().join("sandboxes").join(user)
     }
+}
+
+/// Writes `name.wasm` (`wasm`) and `name.toml` (`manifest`) into the skills dir `skills`.
+pub fn install(skills: &Path, name: &str, wasm: &[u8], manifest: &str) {
+    std::fs::create_dir_all(skills).unwrap();
+    std::fs::write(skills.join(format!("{name}.wasm")), wasm).unwrap();
+    std::fs::write(skills.join(format!("{name}.toml")), manifest).unwrap();
 }
