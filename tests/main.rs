@@ -7,4 +7,5 @@ mod cli;
 mod confinement;
 mod limits;
 mod loading;
+mod queue;
 mod text_editor;

@@ -6,4 +6,5 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod queue;
 pub mod skills;

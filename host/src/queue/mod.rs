@@ -1,0 +1,68 @@
+//! The durable work queue between ingress and workers.
+//!
+//! Semantics follow Azure Storage Queue, so that the embedded SQLite queue and the Azure one are
+//! interchangeable: a leased message is invisible for a visibility timeout and comes back if it
+//! is not deleted in time; every lease counts a delivery and hands out a fresh pop receipt; only
+//! the holder of the current receipt can renew, delete or poison the message.
+
+mod sqlite;
+
+use std::time::Duration;
+
+pub use sqlite::SqliteQueue;
+
+/// Proof of holding a lease: the message id and the receipt of the current lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The message's id, stable across deliveries.
+    pub id: String,
+    /// Changes with every lease and renewal.
+    pub pop_receipt: String,
+}
+
+/// A message handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// What renew, delete and poison need.
+    pub receipt: Receipt,
+    /// The message as enqueued.
+    pub body: String,
+    /// How many times the message has been leased, this time included.
+    pub dequeue_count: u32,
+}
+
+/// A queue operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The backing store failed.
+    #[error("queue storage failed: {0}; check that the data directory is writable and not full")]
+    Storage(String),
+    /// The lease expired and the message was leased again (or deleted) meanwhile.
+    #[error("the lease on message {id} was lost (it expired before it was renewed); the message will be delivered again")]
+    LeaseLost {
+        /// The message.
+        id: String,
+    },
+}
+
+/// A durable queue of text messages with leases.
+#[async_trait::async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Stores `body` durably and returns its id.
+    async fn enqueue(&self, body: &str) -> Result<String, QueueError>;
+
+    /// Leases the oldest visible message for `visibility`, or returns `None` if there is none.
+    async fn lease(&self, visibility: Duration) -> Result<Option<Leased>, QueueError>;
+
+    /// Extends a lease to `visibility` from now; returns the new receipt.
+    async fn renew(&self, receipt: &Receipt, visibility: Duration) -> Result<Receipt, QueueError>;
+
+    /// Removes a message whose work is done.
+    async fn delete(&self, receipt: &Receipt) -> Result<(), QueueError>;
+
+    /// Moves a message that keeps failing out of the queue, keeping it with `reason`.
+    async fn poison(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError>;
+
+    /// Messages in the queue, visible or leased (not poisoned ones).
+    async fn depth(&self) -> Result<u64, QueueError>;
+}
