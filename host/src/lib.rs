@@ -6,5 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod ingress;
 pub mod queue;
 pub mod skills;
