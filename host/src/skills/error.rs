@@ -130,13 +130,3 @@ pub enum InvokeError {
         reason: String,
     },
 }
-
-impl InvokeError {
-    /// Whether the skill itself reported this error (as opposed to the host stopping it).
-    pub fn is_from_skill(&self) -> bool {
-        matches!(
-            self,
-            Self::InvalidInput(_) | Self::Denied(_) | Self::Failed(_)
-        )
-    }
-}

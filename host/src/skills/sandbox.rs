@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The directory holding every user's sandbox.
 #[derive(Debug, Clone)]
@@ -20,21 +20,14 @@ impl Sandboxes {
         Self { root: root.into() }
     }
 
-    /// The directory holding every user's sandbox.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The sandbox directory of `user`, created if missing.
     pub fn dir_for(&self, user: &str) -> io::Result<PathBuf> {
-        let dir = self.path_for(user);
-        std::fs::create_dir_all(&dir)?;
+        let dir = self.root.join(encode_user(user));
+        // This runs on every call: one stat when the directory exists, which is the usual case.
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir)?;
+        }
         Ok(dir)
-    }
-
-    /// Where the sandbox of `user` lives, without creating it.
-    pub fn path_for(&self, user: &str) -> PathBuf {
-        self.root.join(encode_user(user))
     }
 }
 
@@ -75,10 +68,11 @@ mod tests {
     #[test]
     fn dir_for_stays_under_the_root() {
         let tmp = tempfile::tempdir().unwrap();
-        let sandboxes = Sandboxes::new(tmp.path().join("sandboxes"));
+        let root = tmp.path().join("sandboxes");
+        let sandboxes = Sandboxes::new(&root);
         for user in ["alice", "..", "/etc", "a/../../b", ""] {
             let dir = sandboxes.dir_for(user).unwrap();
-            assert_eq!(dir.parent().unwrap(), sandboxes.root(), "{user:?}");
+            assert_eq!(dir.parent().unwrap(), root, "{user:?}");
             assert!(dir.is_dir());
         }
     }
