@@ -5,7 +5,10 @@ mod support;
 
 mod cli;
 mod confinement;
+mod fakes;
 mod limits;
 mod loading;
+mod pipeline;
 mod queue;
 mod text_editor;
+mod webhooks;

@@ -5,7 +5,16 @@
 //! line. See `DESIGN.md` at the repository root for the architecture.
 #![deny(missing_docs)]
 
+pub mod agent;
+pub mod channels;
 pub mod config;
+pub mod db;
+pub mod envelope;
 pub mod ingress;
+pub mod llm;
+pub mod metrics;
 pub mod queue;
+pub mod service;
 pub mod skills;
+pub mod store;
+pub mod worker;

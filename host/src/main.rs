@@ -8,12 +8,19 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use molten::config::Config;
+use molten::service::{Role, Service};
 use molten::skills::{CallContext, Registry, Runtime, RuntimeConfig, Skill};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::watch;
 
 /// A self-hostable AI chat agent whose tools are sandboxed WebAssembly components.
 #[derive(Parser)]
 #[command(name = "molten", version)]
 struct Cli {
+    /// Config file (TOML; see molten.example.toml) [default: <data dir>/molten.toml if present]
+    #[arg(long, env = "MOLTEN_CONFIG", global = true)]
+    config: Option<PathBuf>,
+
     /// Directory for sandboxes and caches [default: $XDG_DATA_HOME/molten or ~/.local/share/molten]
     #[arg(long, env = "MOLTEN_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
@@ -34,6 +41,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the chat agent: webhook routes and the queue worker.
+    Serve {
+        /// Run only the routes, only the worker, or both.
+        #[arg(long, value_enum, default_value = "all")]
+        role: Role,
+        /// Address to listen on [default: server.listen from the config, 127.0.0.1:8080]
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Talk to the agent in the terminal, through the same queue and worker as the platforms.
+    Chat,
     /// List and run skills.
     #[command(subcommand)]
     Skill(SkillCommand),
@@ -77,7 +95,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::resolve(cli.data_dir, cli.skills_dirs)?;
+    let config = Config::load(
+        cli.config.as_deref(),
+        cli.data_dir,
+        cli.skills_dirs,
+        |var| std::env::var(var).ok(),
+    )?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,8 +108,80 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     tokio.block_on(async {
         match cli.command {
             Command::Skill(command) => skill_command(&config, command).await,
+            Command::Serve { role, listen } => serve(config, role, listen).await,
+            Command::Chat => chat(config).await,
         }
     })
+}
+
+async fn serve(
+    mut config: Config,
+    role: Role,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let service = Service::build(config, None).await?;
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    service.serve(role, None, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (what container runtimes send).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn chat(mut config: Config) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    // Its own queue file, so a `molten serve` on the same data directory never takes a
+    // terminal message it could not answer.
+    config.queue_path = config.data_dir.join("chat-queue.db");
+    config.worker.concurrency = 1;
+    let (replies, mut reply) = tokio::sync::mpsc::unbounded_channel();
+    let service = Service::build(config, Some(replies)).await?;
+    let (stop, shutdown) = watch::channel(false);
+    let worker = tokio::spawn(service.worker.clone().run(shutdown));
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        if service.config.llm.is_none() {
+            eprintln!("note: no language model is configured; see molten.example.toml");
+        }
+        eprintln!("molten chat: type a message and press Enter; Ctrl-D ends.");
+    }
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut seq = 0;
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        seq += 1;
+        service.enqueue_terminal(&line, seq).await?;
+        let answer = reply
+            .recv()
+            .await
+            .context("the worker stopped before answering")?;
+        println!("{answer}");
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result<ExitCode> {

@@ -1,4 +1,183 @@
-//! Webhook ingress. For now: the platforms' signature checks, which every route runs on the raw
-//! body before parsing anything (the axum routes come with the chat pipeline).
+//! The HTTP side: platform webhooks, health and admin routes. A webhook is verified before its
+//! body is parsed, normalised into an [`Envelope`], and durably queued before the 200 goes back;
+//! no model work happens on the request path.
 
+mod admin;
+mod discord;
+mod slack;
+mod telegram;
 pub mod verify;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::envelope::Envelope;
+use crate::metrics::Metrics;
+use crate::queue::WorkQueue;
+use crate::skills::Registry;
+use crate::store::{Delivery, Store};
+
+/// What every route shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where accepted messages go.
+    pub queue: Arc<dyn WorkQueue>,
+    /// Dedupe and totals.
+    pub store: Arc<dyn Store>,
+    /// Skills, for readiness and status.
+    pub registry: Arc<Registry>,
+    /// Secrets, limits, platform settings.
+    pub config: Arc<Config>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Wakes an in-process worker when a message is queued.
+    pub wake: Arc<Notify>,
+    /// For uptime.
+    pub started: Instant,
+    slack: Option<Arc<verify::SlackVerifier>>,
+    discord: Option<Arc<verify::DiscordVerifier>>,
+}
+
+/// The router with every route and the body limit.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/webhook/telegram", post(telegram::webhook))
+        .route("/webhook/slack", post(slack::webhook))
+        .route("/webhook/discord", post(discord::webhook))
+        .route("/healthz", get(admin::healthz))
+        .route("/ready", get(admin::ready))
+        .route("/admin/status", get(admin::status))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A request molten does not accept, as the HTTP status and a JSON `{"error": ...}` body.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The platform is not configured: 404.
+    #[error("{0} is not configured on this server; add its section to the config file")]
+    NotConfigured(&'static str),
+    /// Signature or token missing or wrong: 401.
+    #[error("not authenticated: {0}")]
+    Unauthorized(String),
+    /// Not JSON, or not the platform's shape: 400.
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    /// The queue or store failed; the platform should retry: 503.
+    #[error("cannot accept the message now ({0}); it was not queued, retry later")]
+    Unavailable(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AppError::NotConfigured(_) => StatusCode::NOT_FOUND,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self, "webhook not accepted");
+        } else {
+            tracing::info!(error = %self, "webhook refused");
+        }
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<verify::VerifyError> for AppError {
+    fn from(e: verify::VerifyError) -> Self {
+        AppError::Unauthorized(e.to_string())
+    }
+}
+
+impl AppState {
+    /// Shared state for the routes; builds the signature verifiers once.
+    pub fn new(
+        queue: Arc<dyn WorkQueue>,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Result<Self, verify::KeyError> {
+        let slack = config
+            .slack
+            .as_ref()
+            .map(|s| verify::SlackVerifier::new(s.signing_secret.expose()).map(Arc::new))
+            .transpose()?;
+        let discord = config
+            .discord
+            .as_ref()
+            .map(|d| verify::DiscordVerifier::from_hex(&d.public_key).map(Arc::new))
+            .transpose()?;
+        Ok(Self {
+            queue,
+            store,
+            registry,
+            config,
+            metrics,
+            wake,
+            started: Instant::now(),
+            slack,
+            discord,
+        })
+    }
+
+    /// Counts a refusal and passes it on.
+    fn reject(&self, error: AppError) -> AppError {
+        Metrics::bump(&self.metrics.rejected);
+        error
+    }
+
+    /// Parses a verified body as the platform's JSON.
+    fn parse<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, AppError> {
+        serde_json::from_slice(body).map_err(|e| self.reject(AppError::BadRequest(e.to_string())))
+    }
+
+    /// Queues a message unless it was queued before; returns whether it was new.
+    async fn accept(&self, envelope: &Envelope) -> Result<bool, AppError> {
+        let key = envelope.dedupe_key();
+        let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
+        if self
+            .store
+            .delivery(&key)
+            .await
+            .map_err(|e| unavailable(&e))?
+            .is_some()
+        {
+            Metrics::bump(&self.metrics.duplicates);
+            return Ok(false);
+        }
+        let body = serde_json::to_string(envelope).map_err(|e| unavailable(&e))?;
+        self.queue
+            .enqueue(&body)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        // Marked after the enqueue: a crash in between can only cause a duplicate delivery,
+        // which the worker's own dedupe drops, never a lost message.
+        self.store
+            .set_delivery(&key, Delivery::Queued)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Metrics::bump(&self.metrics.accepted);
+        self.wake.notify_one();
+        Ok(true)
+    }
+
+    /// Counts an update that needs no answer.
+    fn ignore(&self) -> StatusCode {
+        Metrics::bump(&self.metrics.ignored);
+        StatusCode::OK
+    }
+}

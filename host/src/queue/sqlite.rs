@@ -1,13 +1,11 @@
-//! The embedded queue: a SQLite table in WAL mode.
-//!
-//! Durability: with `synchronous = NORMAL` in WAL mode a committed enqueue survives a crash or
-//! `kill -9` of the process; only a power loss can take the last commits.
+//! The embedded queue: a SQLite table in WAL mode (see [`crate::db`] for durability).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
+
+use crate::db::{millis, now_ms, Db, DbError};
 
 use super::{Leased, QueueError, Receipt, WorkQueue};
 
@@ -34,54 +32,30 @@ const SCHEMA: &str = "
 /// A [`WorkQueue`] in one SQLite file, shared by every task of the process.
 #[derive(Clone)]
 pub struct SqliteQueue {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 impl SqliteQueue {
     /// Opens (creating if needed) the queue in the SQLite file at `path`.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| storage(format!("{}: {e}", dir.display())))?;
-        }
-        let conn =
-            Connection::open(path).map_err(|e| storage(format!("{}: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-        conn.execute_batch(SCHEMA).map_err(sql)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::open(path, SCHEMA)?,
         })
     }
 
     /// Poisoned messages as `(id, body, reason)`, oldest first.
     pub fn poisoned(&self) -> Result<Vec<(String, String, String)>, QueueError> {
-        let conn = self.conn.lock().map_err(|_| poisoned_lock())?;
-        let mut stmt = conn
-            .prepare("SELECT id, body, reason FROM poison ORDER BY id")
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?, r.get(2)?))
-            })
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
-    }
-
-    /// Runs `f` on the connection off the async executor.
-    async fn with_conn<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, QueueError> + Send + 'static,
-    ) -> Result<T, QueueError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().map_err(|_| poisoned_lock())?;
-            f(&mut conn)
+        self.db.blocking(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, body, reason FROM poison ORDER BY id")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?, r.get(2)?))
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)
         })
-        .await
-        .map_err(|e| storage(format!("queue task failed: {e}")))?
     }
 }
 
@@ -89,90 +63,95 @@ impl SqliteQueue {
 impl WorkQueue for SqliteQueue {
     async fn enqueue(&self, body: &str) -> Result<String, QueueError> {
         let body = body.to_owned();
-        self.with_conn(move |conn| {
-            let now = now_ms();
-            conn.execute(
-                "INSERT INTO queue (body, enqueued_ms, visible_ms) VALUES (?1, ?2, ?2)",
-                params![body, now],
-            )
-            .map_err(sql)?;
-            Ok(conn.last_insert_rowid().to_string())
-        })
-        .await
+        self.db
+            .call(move |conn| {
+                let now = now_ms();
+                conn.execute(
+                    "INSERT INTO queue (body, enqueued_ms, visible_ms) VALUES (?1, ?2, ?2)",
+                    params![body, now],
+                )
+                .map_err(sql)?;
+                Ok(conn.last_insert_rowid().to_string())
+            })
+            .await
     }
 
     async fn lease(&self, visibility: Duration) -> Result<Option<Leased>, QueueError> {
-        self.with_conn(move |conn| {
-            let now = now_ms();
-            let receipt = new_pop_receipt();
-            conn.query_row(
-                "UPDATE queue
+        self.db
+            .call(move |conn| {
+                let now = now_ms();
+                let receipt = new_pop_receipt();
+                conn.query_row(
+                    "UPDATE queue
                     SET visible_ms = ?1, dequeue_count = dequeue_count + 1, pop_receipt = ?2
                   WHERE id = (SELECT id FROM queue WHERE visible_ms <= ?3
                               ORDER BY visible_ms, id LIMIT 1)
               RETURNING id, body, dequeue_count",
-                params![now + millis(visibility), receipt, now],
-                |r| {
-                    Ok(Leased {
-                        receipt: Receipt {
-                            id: r.get::<_, i64>(0)?.to_string(),
-                            pop_receipt: receipt.clone(),
-                        },
-                        body: r.get(1)?,
-                        dequeue_count: r.get(2)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(sql)
-        })
-        .await
+                    params![now + millis(visibility), receipt, now],
+                    |r| {
+                        Ok(Leased {
+                            receipt: Receipt {
+                                id: r.get::<_, i64>(0)?.to_string(),
+                                pop_receipt: receipt.clone(),
+                            },
+                            body: r.get(1)?,
+                            dequeue_count: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(sql)
+            })
+            .await
     }
 
     async fn renew(&self, receipt: &Receipt, visibility: Duration) -> Result<Receipt, QueueError> {
         let old = receipt.clone();
-        self.with_conn(move |conn| {
-            let fresh = new_pop_receipt();
-            let changed = conn
-                .execute(
-                    "UPDATE queue SET visible_ms = ?1, pop_receipt = ?2
+        self.db
+            .call(move |conn| {
+                let fresh = new_pop_receipt();
+                let changed = conn
+                    .execute(
+                        "UPDATE queue SET visible_ms = ?1, pop_receipt = ?2
                       WHERE id = ?3 AND pop_receipt = ?4",
-                    params![
-                        now_ms() + millis(visibility),
-                        fresh,
-                        old.id,
-                        old.pop_receipt
-                    ],
-                )
-                .map_err(sql)?;
-            held(changed, &old)?;
-            Ok(Receipt {
-                id: old.id,
-                pop_receipt: fresh,
+                        params![
+                            now_ms() + millis(visibility),
+                            fresh,
+                            old.id,
+                            old.pop_receipt
+                        ],
+                    )
+                    .map_err(sql)?;
+                held(changed, &old)?;
+                Ok(Receipt {
+                    id: old.id,
+                    pop_receipt: fresh,
+                })
             })
-        })
-        .await
+            .await
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<(), QueueError> {
         let receipt = receipt.clone();
-        self.with_conn(move |conn| {
-            let changed = conn
-                .execute(
-                    "DELETE FROM queue WHERE id = ?1 AND pop_receipt = ?2",
-                    params![receipt.id, receipt.pop_receipt],
-                )
-                .map_err(sql)?;
-            held(changed, &receipt)
-        })
-        .await
+        self.db
+            .call(move |conn| {
+                let changed = conn
+                    .execute(
+                        "DELETE FROM queue WHERE id = ?1 AND pop_receipt = ?2",
+                        params![receipt.id, receipt.pop_receipt],
+                    )
+                    .map_err(sql)?;
+                held(changed, &receipt)
+            })
+            .await
     }
 
     async fn poison(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError> {
         let (receipt, reason) = (receipt.clone(), reason.to_owned());
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(sql)?;
-            let moved = tx
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(sql)?;
+                let moved = tx
                 .execute(
                     "INSERT INTO poison (id, body, enqueued_ms, dequeue_count, reason, poisoned_ms)
                      SELECT id, body, enqueued_ms, dequeue_count, ?3, ?4 FROM queue
@@ -180,21 +159,22 @@ impl WorkQueue for SqliteQueue {
                     params![receipt.id, receipt.pop_receipt, reason, now_ms()],
                 )
                 .map_err(sql)?;
-            held(moved, &receipt)?;
-            tx.execute("DELETE FROM queue WHERE id = ?1", params![receipt.id])
-                .map_err(sql)?;
-            tx.commit().map_err(sql)
-        })
-        .await
+                held(moved, &receipt)?;
+                tx.execute("DELETE FROM queue WHERE id = ?1", params![receipt.id])
+                    .map_err(sql)?;
+                tx.commit().map_err(sql)
+            })
+            .await
     }
 
     async fn depth(&self) -> Result<u64, QueueError> {
-        self.with_conn(|conn| {
-            conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(sql)
-        })
-        .await
+        self.db
+            .call(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(sql)
+            })
+            .await
     }
 }
 
@@ -206,16 +186,6 @@ fn held(changed: usize, receipt: &Receipt) -> Result<(), QueueError> {
         });
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 /// A receipt no earlier lease of any message can have had: time plus a process-wide counter.
@@ -232,12 +202,8 @@ fn sql(e: rusqlite::Error) -> QueueError {
     QueueError::Storage(e.to_string())
 }
 
-fn storage(message: String) -> QueueError {
-    QueueError::Storage(message)
-}
-
-fn poisoned_lock() -> QueueError {
-    QueueError::Storage(
-        "the queue's connection lock was poisoned by a panic; restart molten".into(),
-    )
+impl From<DbError> for QueueError {
+    fn from(e: DbError) -> Self {
+        QueueError::Storage(e.0)
+    }
 }

@@ -1,0 +1,242 @@
+//! The tool-calling loop: history and the user's message go to the model with every skill as a
+//! tool; each tool call runs the skill of exactly that name; the loop ends at a text answer, or
+//! after [`MAX_TOOL_ROUNDS`] with one last call that offers no tools.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{AgentConfig, Price};
+use crate::envelope::Envelope;
+use crate::llm::safety::Redactor;
+use crate::llm::{ChatRequest, Completion, LlmBackend, LlmError, Message, Tool, ToolCall, Usage};
+use crate::skills::{CallContext, Registry};
+use crate::store::{SessionMessage, SkillCallRecord, Store, StoreError, UsageRecord};
+
+/// Model calls that may ask for tools before the answer is forced.
+pub const MAX_TOOL_ROUNDS: usize = 5;
+
+/// Roughly how many characters make a token, for the history budget.
+const CHARS_PER_TOKEN: usize = 4;
+
+/// Why a turn produced no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    /// The model failed after retries.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// State could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The model, the skills and the state, wired for answering messages.
+pub struct Agent {
+    llm: Arc<dyn LlmBackend>,
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    redactor: Arc<Redactor>,
+    config: AgentConfig,
+    max_tokens: u32,
+    cache_ttl: Duration,
+    price: Option<Price>,
+}
+
+/// What [`Agent::answer`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The reply, secrets redacted.
+    pub text: String,
+    /// What it cost.
+    pub usage: UsageRecord,
+}
+
+/// Settings the agent takes from the `[llm]` section and the price table.
+pub struct AgentLimits {
+    /// `max_tokens` of every request.
+    pub max_tokens: u32,
+    /// Response cache lifetime (0 disables).
+    pub cache_ttl: Duration,
+    /// Prices by model.
+    pub prices: BTreeMap<String, Price>,
+}
+
+impl Agent {
+    /// Wires an agent.
+    pub fn new(
+        llm: Arc<dyn LlmBackend>,
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        redactor: Arc<Redactor>,
+        config: AgentConfig,
+        limits: AgentLimits,
+    ) -> Self {
+        let price = limits.prices.get(llm.model()).copied();
+        Self {
+            llm,
+            registry,
+            store,
+            redactor,
+            config,
+            max_tokens: limits.max_tokens,
+            cache_ttl: limits.cache_ttl,
+            price,
+        }
+    }
+
+    /// Answers one message. Does not save the session: the caller does that once the reply has
+    /// been delivered, so a redelivered message does not appear twice in the history.
+    pub async fn answer(&self, envelope: &Envelope) -> Result<Answer, TurnError> {
+        let history = self
+            .store
+            .session(&envelope.session_key(), self.config.session_ttl)
+            .await?;
+        let mut messages = vec![Message::text("system", &self.config.system_prompt)];
+        messages.extend(self.trim_history(&history));
+        messages.push(Message::text("user", &envelope.text));
+        let tools: Vec<Tool> = self
+            .registry
+            .skills()
+            .map(|skill| Tool::from(skill.definition()))
+            .collect();
+        let context = CallContext::new(envelope.user_key(), envelope.session_key());
+        let mut usage = UsageRecord {
+            user: envelope.user_key(),
+            model: self.llm.model().to_owned(),
+            llm_calls: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_usd: 0.0,
+        };
+
+        let mut text = None;
+        for _ in 0..MAX_TOOL_ROUNDS {
+            let completion = self.complete(&messages, tools.clone(), &mut usage).await?;
+            let calls = completion.message.tool_calls.clone().unwrap_or_default();
+            if calls.is_empty() {
+                text = Some(completion.message.content.unwrap_or_default());
+                break;
+            }
+            messages.push(completion.message);
+            for call in &calls {
+                let output = self.run_tool(call, &context).await?;
+                messages.push(Message::tool_result(&call.id, output));
+            }
+        }
+        let text = match text {
+            Some(text) => text,
+            // Rounds used up: one last call with no tools, so the model must answer in text.
+            None => {
+                let completion = self.complete(&messages, Vec::new(), &mut usage).await?;
+                completion.message.content.unwrap_or_default()
+            }
+        };
+        let text = if text.trim().is_empty() {
+            "I have no answer to that.".to_owned()
+        } else {
+            self.redactor.redact(&text)
+        };
+        if let Some(price) = self.price {
+            usage.cost_usd = (usage.prompt_tokens as f64 * price.input_per_1k
+                + usage.completion_tokens as f64 * price.output_per_1k)
+                / 1000.0;
+        }
+        self.store.record_usage(&usage).await?;
+        Ok(Answer { text, usage })
+    }
+
+    /// The newest messages that fit the message and token budgets, oldest first.
+    fn trim_history(&self, history: &[SessionMessage]) -> Vec<Message> {
+        let mut budget = self.config.history_tokens * CHARS_PER_TOKEN;
+        let mut kept: Vec<Message> = history
+            .iter()
+            .rev()
+            .take(self.config.history_messages)
+            .take_while(|m| match budget.checked_sub(m.content.len()) {
+                Some(rest) => {
+                    budget = rest;
+                    true
+                }
+                None => false,
+            })
+            .map(|m| Message::text(&m.role, &m.content))
+            .collect();
+        kept.reverse();
+        kept
+    }
+
+    /// One model call, answered from the cache when an identical text answer is fresh there.
+    async fn complete(
+        &self,
+        messages: &[Message],
+        tools: Vec<Tool>,
+        usage: &mut UsageRecord,
+    ) -> Result<Completion, TurnError> {
+        let request = ChatRequest {
+            messages: messages.to_vec(),
+            tools,
+            max_tokens: self.max_tokens,
+        };
+        let key = request.cache_key(self.llm.model());
+        let cache = !self.cache_ttl.is_zero();
+        if cache {
+            if let Some(hit) = self.store.cache_get(&key).await? {
+                if let Ok(completion) = serde_json::from_str::<Completion>(&hit) {
+                    return Ok(completion);
+                }
+            }
+        }
+        let completion = self.llm.complete(&request).await?;
+        let Usage {
+            prompt_tokens,
+            completion_tokens,
+        } = completion.usage;
+        usage.llm_calls += 1;
+        usage.prompt_tokens += prompt_tokens;
+        usage.completion_tokens += completion_tokens;
+        // Only text answers are cached: replaying a tool call would repeat its side effects.
+        let is_text = completion
+            .message
+            .tool_calls
+            .as_ref()
+            .is_none_or(Vec::is_empty);
+        if cache && is_text {
+            if let Ok(json) = serde_json::to_string(&completion) {
+                self.store.cache_put(&key, &json, self.cache_ttl).await?;
+            }
+        }
+        Ok(completion)
+    }
+
+    /// Runs one tool call and returns what the model sees: the output, or the error as text it
+    /// can act on. Both are redacted and logged.
+    async fn run_tool(&self, call: &ToolCall, context: &CallContext) -> Result<String, TurnError> {
+        let name = &call.function.name;
+        let started = Instant::now();
+        let result = self
+            .registry
+            .invoke(name, &call.function.arguments, context)
+            .await;
+        let duration = started.elapsed();
+        let (success, output, error) = match result {
+            Ok(output) => (true, self.redactor.redact(&output), None),
+            Err(error) => {
+                let message = self.redactor.redact(&format!("error: {error}"));
+                (false, message.clone(), Some(message))
+            }
+        };
+        tracing::info!(skill = %name, success, duration_ms = duration.as_millis() as u64, "skill call");
+        self.store
+            .record_skill_call(&SkillCallRecord {
+                user: context.user_id.clone(),
+                session: context.session_id.clone(),
+                skill: name.clone(),
+                parameters: self.redactor.redact(&call.function.arguments),
+                success,
+                error,
+                duration,
+            })
+            .await?;
+        Ok(output)
+    }
+}

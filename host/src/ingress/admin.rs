@@ -1,0 +1,106 @@
+//! `GET /healthz` (the process answers), `GET /ready` (it can do its job, and if not, what is
+//! missing), `GET /admin/status` (numbers for the operator, behind the admin bearer token).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::{AppError, AppState};
+
+/// Always 200 while the process serves requests.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// 200 when the store, the queue, the skills and the model are usable; 503 naming what is not.
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store = match state.store.delivery("ready-probe").await {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let queue = match state.queue.depth().await {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let loaded = state.registry.skills().count();
+    let skills = if loaded > 0 {
+        "ok".to_owned()
+    } else {
+        format!(
+            "no skills loaded from {}; run scripts/setup or set --skills-dir",
+            state
+                .config
+                .skills_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let llm = if state.config.llm.is_some() {
+        "ok".to_owned()
+    } else {
+        "not configured: set [llm] base_url and model in the config file (or MOLTEN_LLM_BASE_URL and MOLTEN_LLM_MODEL)".to_owned()
+    };
+    let ok = [&store, &queue, &skills, &llm].iter().all(|s| *s == "ok");
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "ready": ok,
+            "checks": { "store": store, "queue": queue, "skills": skills, "llm": llm },
+        })),
+    )
+}
+
+/// Version, uptime, queue depth, skills and counters.
+pub async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    let Some(token) = &state.config.server.admin_token else {
+        return Err(AppError::Unauthorized(
+            "the admin token is not set; set server.admin_token or MOLTEN_ADMIN_TOKEN".into(),
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        return Err(AppError::Unauthorized(
+            "send Authorization: Bearer <admin token>".into(),
+        ));
+    }
+    let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
+    let depth = state.queue.depth().await.map_err(|e| unavailable(&e))?;
+    let totals = state.store.totals().await.map_err(|e| unavailable(&e))?;
+    let skills: Vec<&str> = state
+        .registry
+        .skills()
+        .map(|s| s.manifest().name.as_str())
+        .collect();
+    let skill_errors: Vec<String> = state
+        .registry
+        .errors()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "queue_depth": depth,
+        "skills": skills,
+        "skill_errors": skill_errors,
+        "llm": state.config.llm.as_ref().map(|l| l.model.as_str()),
+        "counters": state.metrics.snapshot(),
+        "totals": totals,
+    })))
+}

@@ -1,0 +1,136 @@
+//! Everything the worker remembers between messages: delivery dedupe, chat sessions, the LLM
+//! response cache, the usage log and the skill log. The embedded default is SQLite; the Azure
+//! store (Blob + Table) implements the same trait.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// How far a platform message has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted by ingress and queued.
+    Queued,
+    /// Answered: a redelivery must not answer again.
+    Replied,
+}
+
+/// One message of a chat's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// The cost of answering one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    /// Channel and user, as in [`crate::envelope::Envelope::user_key`].
+    pub user: String,
+    /// The model or deployment.
+    pub model: String,
+    /// Model calls made (cache hits excluded).
+    pub llm_calls: u32,
+    /// Prompt tokens over all calls.
+    pub prompt_tokens: u64,
+    /// Completion tokens over all calls.
+    pub completion_tokens: u64,
+    /// US dollars, from the configured price table (0 when the model has no price).
+    pub cost_usd: f64,
+}
+
+/// One skill execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkillCallRecord {
+    /// Whose sandbox it ran in.
+    pub user: String,
+    /// The conversation.
+    pub session: String,
+    /// The skill.
+    pub skill: String,
+    /// The JSON arguments the model gave.
+    pub parameters: String,
+    /// Whether it returned output.
+    pub success: bool,
+    /// The error shown to the model, when it failed.
+    pub error: Option<String>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// Totals for `/admin/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    /// Answered messages with a usage record.
+    pub messages: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// US dollars.
+    pub cost_usd: f64,
+    /// Skill executions.
+    pub skill_calls: u64,
+    /// Skill executions that failed.
+    pub skill_failures: u64,
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing storage failed.
+    #[error("state storage failed: {0}; check that the data directory is writable and not full")]
+    Storage(String),
+}
+
+impl From<crate::db::DbError> for StoreError {
+    fn from(e: crate::db::DbError) -> Self {
+        StoreError::Storage(e.0)
+    }
+}
+
+/// Durable state shared by every worker.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Where the message with this dedupe key has got, if it was seen.
+    async fn delivery(&self, key: &str) -> Result<Option<Delivery>, StoreError>;
+
+    /// Records progress of a message.
+    async fn set_delivery(&self, key: &str, state: Delivery) -> Result<(), StoreError>;
+
+    /// The chat's history, oldest first; empty if it was idle for longer than `ttl`.
+    async fn session(&self, key: &str, ttl: Duration) -> Result<Vec<SessionMessage>, StoreError>;
+
+    /// Appends to a chat's history atomically and keeps its last `keep` messages.
+    async fn append_session(
+        &self,
+        key: &str,
+        messages: &[SessionMessage],
+        keep: usize,
+    ) -> Result<(), StoreError>;
+
+    /// A cached value that has not expired.
+    async fn cache_get(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Caches `value` for `ttl`.
+    async fn cache_put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Logs the cost of one answered message.
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<(), StoreError>;
+
+    /// Logs one skill execution.
+    async fn record_skill_call(&self, call: &SkillCallRecord) -> Result<(), StoreError>;
+
+    /// Totals over the logs.
+    async fn totals(&self) -> Result<Totals, StoreError>;
+
+    /// Drops expired cache entries, dedupe keys older than `dedupe_age` and sessions idle for
+    /// longer than `session_ttl`.
+    async fn prune(&self, dedupe_age: Duration, session_ttl: Duration) -> Result<(), StoreError>;
+}

@@ -1,0 +1,513 @@
+//! Loopback stand-ins for the services molten talks to, speaking their wire formats (Telegram
+//! Bot API, Slack Web API, Discord interaction webhooks, OpenAI chat completions), and a helper
+//! that runs the real `molten serve` binary against them.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::Notify;
+
+use crate::support::{root, temp_dir};
+
+/// One request a fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// A scripted answer.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+    pub delay: Duration,
+}
+
+impl Scripted {
+    pub fn ok(body: Value) -> Self {
+        Self {
+            status: 200,
+            headers: Vec::new(),
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn status(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            ..Self::ok(body)
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// An OpenAI chat completion with a text answer.
+pub fn llm_text(text: &str) -> Scripted {
+    Scripted::ok(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "fake-model",
+        "choices": [{ "index": 0, "finish_reason": "stop",
+                      "message": { "role": "assistant", "content": text } }],
+        "usage": { "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120 }
+    }))
+}
+
+/// An OpenAI chat completion that calls one tool.
+pub fn llm_tool(id: &str, name: &str, arguments: Value) -> Scripted {
+    Scripted::ok(json!({
+        "id": "chatcmpl-2", "object": "chat.completion", "model": "fake-model",
+        "choices": [{ "index": 0, "finish_reason": "tool_calls",
+                      "message": { "role": "assistant", "content": null,
+                                   "tool_calls": [{ "id": id, "type": "function",
+                                                    "function": { "name": name, "arguments": arguments.to_string() } }] } }],
+        "usage": { "prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60 }
+    }))
+}
+
+/// An OpenAI error body.
+pub fn llm_error(status: u16, message: &str) -> Scripted {
+    Scripted::status(
+        status,
+        json!({ "error": { "message": message, "type": "server_error", "code": null } }),
+    )
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    requests: Mutex<Vec<Recorded>>,
+    llm: Mutex<VecDeque<Scripted>>,
+    platform: Mutex<VecDeque<Scripted>>,
+    arrived: Notify,
+}
+
+/// Telegram, Slack, Discord and an OpenAI endpoint on one loopback port. Unscripted LLM calls
+/// answer "default answer"; unscripted platform calls succeed.
+pub struct Fake {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+}
+
+impl Fake {
+    pub async fn start() -> Self {
+        let state = Arc::new(FakeState::default());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues answers for the LLM endpoint.
+    pub fn script_llm(&self, answers: impl IntoIterator<Item = Scripted>) {
+        self.state.llm.lock().unwrap().extend(answers);
+    }
+
+    /// Queues answers for the platform APIs.
+    pub fn script_platform(&self, answers: impl IntoIterator<Item = Scripted>) {
+        self.state.platform.lock().unwrap().extend(answers);
+    }
+
+    /// Every request whose path contains `part`.
+    pub fn requests(&self, part: &str) -> Vec<Recorded> {
+        let all = self.state.requests.lock().unwrap();
+        all.iter()
+            .filter(|r| r.path.contains(part))
+            .cloned()
+            .collect()
+    }
+
+    pub fn llm_requests(&self) -> Vec<Recorded> {
+        self.requests("/chat/completions")
+    }
+
+    /// Waits until `count` requests whose path contains `part` arrived; panics after `limit`.
+    pub async fn wait_for(&self, part: &str, count: usize, limit: Duration) -> Vec<Recorded> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let found = self.requests(part);
+            if found.len() >= count {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "waited {limit:?} for {count} requests to {part}; got {}: {:?}",
+                found.len(),
+                found.iter().map(|r| &r.body).collect::<Vec<_>>()
+            );
+            let _ = tokio::time::timeout(left, arrived).await;
+        }
+    }
+}
+
+async fn handle(
+    State(state): State<Arc<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.to_string();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.requests.lock().unwrap().push(Recorded {
+        path: path.clone(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    state.arrived.notify_waiters();
+    let scripted = if path.contains("/chat/completions") {
+        state
+            .llm
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| llm_text("default answer"))
+    } else {
+        let next = state.platform.lock().unwrap().pop_front();
+        next.unwrap_or_else(|| {
+            if path.contains("/sendMessage") {
+                Scripted::ok(json!({ "ok": true, "result": { "message_id": 1, "date": 0, "chat": { "id": 1, "type": "private" } } }))
+            } else if path.contains("/chat.postMessage") {
+                Scripted::ok(json!({ "ok": true, "channel": "C1", "ts": "1.1" }))
+            } else if path.starts_with("/webhooks/") && method == Method::POST {
+                Scripted::ok(json!({ "id": "1", "content": "" }))
+            } else {
+                Scripted::status(404, json!({ "error": "unknown path" }))
+            }
+        })
+    };
+    tokio::time::sleep(scripted.delay).await;
+    let mut response = (
+        StatusCode::from_u16(scripted.status).unwrap(),
+        axum::Json(scripted.body),
+    )
+        .into_response();
+    for (name, value) in scripted.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+/// Discord test key: the fake application's signing key.
+pub fn discord_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+}
+
+pub const TELEGRAM_TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0";
+pub const TELEGRAM_SECRET: &str = "webhook-secret-token";
+pub const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub const SLACK_TOKEN: &str = "xoxb-1234567890-test-bot-token";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// A config with every platform and the LLM pointing at `fake`, plus `extra` TOML appended
+/// (new sections only; change a value shown here with `str::replace`).
+pub fn config(fake: &Fake, extra: &str) -> String {
+    let key: String = discord_key()
+        .verifying_key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        r#"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+max_body_bytes = 65536
+
+[llm]
+base_url = "{url}/v1"
+model = "fake-model"
+api_key = "sk-test-key-that-must-not-leak-0123456789"
+retry_base_ms = 10
+cache_ttl_secs = 0
+
+[telegram]
+bot_token = "{TELEGRAM_TOKEN}"
+secret_token = "{TELEGRAM_SECRET}"
+api_base = "{url}"
+
+[slack]
+signing_secret = "{SLACK_SECRET}"
+bot_token = "{SLACK_TOKEN}"
+api_base = "{url}/api"
+
+[discord]
+public_key = "{key}"
+api_base = "{url}/api/v10"
+
+[prices]
+"fake-model" = {{ input_per_1k = 0.5, output_per_1k = 1.5 }}
+{extra}
+"#,
+        url = fake.url()
+    )
+}
+
+/// The real `molten serve`, killed when dropped.
+pub struct Molten {
+    child: Option<Child>,
+    pub url: String,
+    pub data: PathBuf,
+    config: PathBuf,
+    args: Vec<String>,
+    _dir: Option<TempDir>,
+}
+
+impl Molten {
+    /// Starts `molten serve` with `config` in a fresh data directory.
+    pub async fn start(config: &str, args: &[&str]) -> Self {
+        let dir = temp_dir();
+        let mut molten = Self::prepare(dir.path(), config, args);
+        molten._dir = Some(dir);
+        molten.spawn().await;
+        molten
+    }
+
+    fn prepare(data: &Path, config: &str, args: &[&str]) -> Self {
+        // Share the compiled-component cache between tests.
+        let cache = data.join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let shared = root().join("target").join("test-cache");
+        std::fs::create_dir_all(&shared).unwrap();
+        let _ = std::os::unix::fs::symlink(&shared, cache.join("components"));
+        let path = data.join("molten.toml");
+        std::fs::write(&path, config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+        Self {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            data: data.to_owned(),
+            config: path,
+            args,
+            _dir: None,
+        }
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.join("molten.log"))
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_molten"));
+        for (var, _) in std::env::vars() {
+            if var.starts_with("MOLTEN_") {
+                command.env_remove(var);
+            }
+        }
+        let child = command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--skills-dir")
+            .arg(root().join("target").join("skills"))
+            .arg("serve")
+            .args(&self.args)
+            .env("RUST_LOG", "molten=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn molten");
+        self.child = Some(child);
+        let client = molten::service::http_client().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("molten exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "molten did not start:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the same data directory and config again.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("molten.log")).unwrap_or_default()
+    }
+
+    /// A connection to the state database, for checking what was recorded.
+    pub fn state(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data.join("state.db")).unwrap()
+    }
+
+    /// Messages in the queue (visible or leased).
+    pub fn queue_depth(&self) -> i64 {
+        let conn = rusqlite::Connection::open(self.data.join("queue.db")).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    pub fn poisoned(&self) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.data.join("queue.db")).unwrap();
+        let mut stmt = conn.prepare("SELECT reason FROM poison").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// The host directory that `user`'s skills see as `/tmp`.
+    pub fn sandbox(&self, user: &str) -> PathBuf {
+        molten::skills::Sandboxes::new(self.data.join("sandboxes"))
+            .dir_for(user)
+            .unwrap()
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = molten::service::http_client()
+            .unwrap()
+            .post(format!("{}{path}", self.url))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.expect("molten answers")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = molten::service::http_client()
+            .unwrap()
+            .get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("molten answers")
+    }
+
+    /// Posts a Telegram text message update with the right secret.
+    pub async fn telegram(&self, update_id: i64, chat: i64, text: &str) -> reqwest::Response {
+        let body = telegram_update(update_id, chat, text);
+        self.post(
+            "/webhook/telegram",
+            &[
+                ("content-type", "application/json".into()),
+                ("x-telegram-bot-api-secret-token", TELEGRAM_SECRET.into()),
+            ],
+            body.to_string(),
+        )
+        .await
+    }
+}
+
+impl Drop for Molten {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn telegram_update(update_id: i64, chat: i64, text: &str) -> Value {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id + 1000,
+            "date": 1_700_000_000,
+            "from": { "id": chat, "is_bot": false, "first_name": "Ada" },
+            "chat": { "id": chat, "type": "private", "first_name": "Ada" },
+            "text": text
+        }
+    })
+}
+
+/// Headers Slack would send with `body` at `timestamp`.
+pub fn slack_headers(body: &str, timestamp: u64) -> Vec<(&'static str, String)> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SLACK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:{body}").as_bytes());
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    vec![
+        ("content-type", "application/json".into()),
+        ("x-slack-request-timestamp", timestamp.to_string()),
+        ("x-slack-signature", format!("v0={sig}")),
+    ]
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Headers Discord would send with `body`.
+pub fn discord_headers(body: &str) -> Vec<(&'static str, String)> {
+    use ed25519_dalek::Signer;
+    let timestamp = now_secs().to_string();
+    let sig = discord_key().sign(format!("{timestamp}{body}").as_bytes());
+    let hex: String = sig.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("content-type", "application/json".into()),
+        ("x-signature-ed25519", hex),
+        ("x-signature-timestamp", timestamp),
+    ]
+}
