@@ -176,3 +176,59 @@ async fn an_unusable_location_is_a_clear_error() {
     assert!(matches!(err, QueueError::Storage(_)), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
 }
+
+#[tokio::test]
+async fn enqueue_once_drops_resends_even_after_the_message_left() {
+    let dir = temp_dir();
+    let queue = SqliteQueue::open(&dir.path().join("queue.db")).unwrap();
+    let first = queue.enqueue_once("telegram:1", "hello").await.unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        queue.enqueue_once("telegram:1", "hello").await.unwrap(),
+        None
+    );
+    assert!(queue
+        .enqueue_once("telegram:2", "other")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(queue.depth().await.unwrap(), 2);
+
+    // Answered and deleted: a late resend is still a duplicate.
+    let leased = queue.lease(LONG).await.unwrap().unwrap();
+    queue.delete(&leased.receipt).await.unwrap();
+    assert_eq!(
+        queue.enqueue_once("telegram:1", "hello").await.unwrap(),
+        None
+    );
+
+    // Once forgotten, the key is new again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    queue
+        .forget_accepted(Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert!(queue
+        .enqueue_once("telegram:1", "hello")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn concurrent_resends_queue_one_message() {
+    let dir = temp_dir();
+    let queue = Arc::new(SqliteQueue::open(&dir.path().join("queue.db")).unwrap());
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.enqueue_once("slack:C1:1.0", "hi").await.unwrap() })
+        })
+        .collect();
+    let mut queued = 0;
+    for task in tasks {
+        queued += usize::from(task.await.unwrap().is_some());
+    }
+    assert_eq!(queued, 1);
+    assert_eq!(queue.depth().await.unwrap(), 1);
+}

@@ -1,10 +1,14 @@
 //! Durable enqueue and lease+delete on the embedded SQLite queue: the floor under the webhook
 //! acknowledgement path and the worker loop. Run with `cargo bench --bench queue`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use molten::queue::{SqliteQueue, WorkQueue};
+
+use common::report;
 
 const MESSAGES: usize = 20_000;
 const PRODUCERS: usize = 8;
@@ -54,16 +58,4 @@ fn main() {
         }
         report("lease + delete", start.elapsed(), samples);
     });
-}
-
-fn report(what: &str, total: Duration, mut samples: Vec<Duration>) {
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    println!(
-        "{what:<15} {} msgs in {total:.2?}: {:.0} msg/s, p50 {:.1?}, p99 {:.1?}",
-        samples.len(),
-        samples.len() as f64 / total.as_secs_f64(),
-        at(0.5),
-        at(0.99)
-    );
 }

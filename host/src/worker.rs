@@ -17,7 +17,7 @@ use crate::envelope::Envelope;
 use crate::llm::safety::{Redactor, SafetyFilter};
 use crate::metrics::Metrics;
 use crate::queue::{Leased, QueueError, Receipt, WorkQueue};
-use crate::store::{Delivery, SessionMessage, Store};
+use crate::store::{SessionMessage, Store};
 
 /// Told to the user when the model cannot be reached after retries.
 pub const LLM_APOLOGY: &str =
@@ -82,6 +82,9 @@ impl Worker {
                 if let Err(e) = pruner.store.prune(dedupe_age, ttl).await {
                     tracing::warn!(error = %e, "pruning the store failed");
                 }
+                if let Err(e) = pruner.queue.forget_accepted(dedupe_age).await {
+                    tracing::warn!(error = %e, "pruning the queue's dedupe keys failed");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
                     _ = prune_shutdown.wait_for(|stop| *stop) => break,
@@ -137,12 +140,12 @@ impl Worker {
             );
             return self.poison(&leased.receipt, &reason, Some(&envelope)).await;
         }
-        match self.store.delivery(&key).await {
-            Ok(Some(Delivery::Replied)) => {
+        match self.store.replied(&key).await {
+            Ok(true) => {
                 tracing::info!(%key, "already answered; dropping the redelivery");
                 return self.delete(&leased.receipt).await;
             }
-            Ok(_) => {}
+            Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "cannot read dedupe state; will retry");
                 return Outcome::Retry;
@@ -195,11 +198,7 @@ impl Worker {
         }
         Metrics::bump(&self.metrics.replied);
         // From here on a redelivery must not answer again.
-        if let Err(e) = self
-            .store
-            .set_delivery(&envelope.dedupe_key(), Delivery::Replied)
-            .await
-        {
+        if let Err(e) = self.store.mark_replied(&envelope.dedupe_key()).await {
             tracing::error!(error = %e, "cannot record the reply; a redelivery may answer twice");
         }
         if turn {
@@ -253,11 +252,11 @@ impl Worker {
         Metrics::bump(&self.metrics.poisoned);
         if let Some(envelope) = envelope {
             let key = envelope.dedupe_key();
-            let answered = matches!(self.store.delivery(&key).await, Ok(Some(Delivery::Replied)));
+            let answered = matches!(self.store.replied(&key).await, Ok(true));
             if !answered {
                 match self.channels.send(&envelope.reply_to, POISON_APOLOGY).await {
                     Ok(()) => {
-                        let _ = self.store.set_delivery(&key, Delivery::Replied).await;
+                        let _ = self.store.mark_replied(&key).await;
                     }
                     Err(e) => tracing::error!(error = %e, "cannot deliver the apology"),
                 }

@@ -16,7 +16,7 @@ pub async fn healthz() -> &'static str {
 
 /// 200 when the store, the queue, the skills and the model are usable; 503 naming what is not.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let store = match state.store.delivery("ready-probe").await {
+    let store = match state.store.replied("ready-probe").await {
         Ok(_) => "ok".to_owned(),
         Err(e) => e.to_string(),
     };

@@ -24,7 +24,7 @@ use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::skills::Registry;
-use crate::store::{Delivery, Store};
+use crate::store::Store;
 
 /// What every route shares.
 #[derive(Clone)]
@@ -147,29 +147,17 @@ impl AppState {
 
     /// Queues a message unless it was queued before; returns whether it was new.
     async fn accept(&self, envelope: &Envelope) -> Result<bool, AppError> {
-        let key = envelope.dedupe_key();
         let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
-        if self
-            .store
-            .delivery(&key)
+        let body = serde_json::to_string(envelope).map_err(|e| unavailable(&e))?;
+        let queued = self
+            .queue
+            .enqueue_once(&envelope.dedupe_key(), &body)
             .await
-            .map_err(|e| unavailable(&e))?
-            .is_some()
-        {
+            .map_err(|e| unavailable(&e))?;
+        if queued.is_none() {
             Metrics::bump(&self.metrics.duplicates);
             return Ok(false);
         }
-        let body = serde_json::to_string(envelope).map_err(|e| unavailable(&e))?;
-        self.queue
-            .enqueue(&body)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        // Marked after the enqueue: a crash in between can only cause a duplicate delivery,
-        // which the worker's own dedupe drops, never a lost message.
-        self.store
-            .set_delivery(&key, Delivery::Queued)
-            .await
-            .map_err(|e| unavailable(&e))?;
         Metrics::bump(&self.metrics.accepted);
         self.wake.notify_one();
         Ok(true)

@@ -51,6 +51,14 @@ pub trait WorkQueue: Send + Sync {
     /// Stores `body` durably and returns its id.
     async fn enqueue(&self, body: &str) -> Result<String, QueueError>;
 
+    /// Stores `body` durably unless a message with `key` was accepted before (within the
+    /// retention of [`WorkQueue::forget_accepted`]); returns the new id, or `None` for a
+    /// duplicate. Platforms resend webhooks; this is where the resends stop.
+    async fn enqueue_once(&self, key: &str, body: &str) -> Result<Option<String>, QueueError>;
+
+    /// Forgets accepted keys older than `age`, so the dedupe record does not grow forever.
+    async fn forget_accepted(&self, age: Duration) -> Result<(), QueueError>;
+
     /// Leases the oldest visible message for `visibility`, or returns `None` if there is none.
     async fn lease(&self, visibility: Duration) -> Result<Option<Leased>, QueueError>;
 

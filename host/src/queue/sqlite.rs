@@ -19,6 +19,10 @@ const SCHEMA: &str = "
         pop_receipt   TEXT
     );
     CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_ms, id);
+    CREATE TABLE IF NOT EXISTS accepted (
+        key           TEXT    PRIMARY KEY,
+        at_ms         INTEGER NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS poison (
         id            INTEGER PRIMARY KEY,
         body          TEXT    NOT NULL,
@@ -72,6 +76,47 @@ impl WorkQueue for SqliteQueue {
                 )
                 .map_err(sql)?;
                 Ok(conn.last_insert_rowid().to_string())
+            })
+            .await
+    }
+
+    async fn enqueue_once(&self, key: &str, body: &str) -> Result<Option<String>, QueueError> {
+        let (key, body) = (key.to_owned(), body.to_owned());
+        self.db
+            .call(move |conn| {
+                // One transaction: the key is recorded if and only if the message is queued.
+                let tx = conn.transaction().map_err(sql)?;
+                let now = now_ms();
+                let new = tx
+                    .execute(
+                        "INSERT INTO accepted (key, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        params![key, now],
+                    )
+                    .map_err(sql)?;
+                if new == 0 {
+                    return Ok(None);
+                }
+                tx.execute(
+                    "INSERT INTO queue (body, enqueued_ms, visible_ms) VALUES (?1, ?2, ?2)",
+                    params![body, now],
+                )
+                .map_err(sql)?;
+                let id = tx.last_insert_rowid().to_string();
+                tx.commit().map_err(sql)?;
+                Ok(Some(id))
+            })
+            .await
+    }
+
+    async fn forget_accepted(&self, age: Duration) -> Result<(), QueueError> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM accepted WHERE at_ms < ?1",
+                    [now_ms() - millis(age)],
+                )
+                .map_err(sql)?;
+                Ok(())
             })
             .await
     }

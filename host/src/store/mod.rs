@@ -1,4 +1,4 @@
-//! Everything the worker remembers between messages: delivery dedupe, chat sessions, the LLM
+//! Everything the worker remembers between messages: which messages were answered, chat sessions, the LLM
 //! response cache, the usage log and the skill log. The embedded default is SQLite; the Azure
 //! store (Blob + Table) implements the same trait.
 
@@ -9,15 +9,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
-
-/// How far a platform message has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// Accepted by ingress and queued.
-    Queued,
-    /// Answered: a redelivery must not answer again.
-    Replied,
-}
 
 /// One message of a chat's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,11 +89,11 @@ impl From<crate::db::DbError> for StoreError {
 /// Durable state shared by every worker.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
-    /// Where the message with this dedupe key has got, if it was seen.
-    async fn delivery(&self, key: &str) -> Result<Option<Delivery>, StoreError>;
+    /// Whether the message with this dedupe key was answered already.
+    async fn replied(&self, key: &str) -> Result<bool, StoreError>;
 
-    /// Records progress of a message.
-    async fn set_delivery(&self, key: &str, state: Delivery) -> Result<(), StoreError>;
+    /// Records that a message was answered: a redelivery must not answer again.
+    async fn mark_replied(&self, key: &str) -> Result<(), StoreError>;
 
     /// The chat's history, oldest first; empty if it was idle for longer than `ttl`.
     async fn session(&self, key: &str, ttl: Duration) -> Result<Vec<SessionMessage>, StoreError>;
@@ -130,7 +121,7 @@ pub trait Store: Send + Sync {
     /// Totals over the logs.
     async fn totals(&self) -> Result<Totals, StoreError>;
 
-    /// Drops expired cache entries, dedupe keys older than `dedupe_age` and sessions idle for
-    /// longer than `session_ttl`.
+    /// Drops expired cache entries, reply records older than `dedupe_age` and sessions idle
+    /// for longer than `session_ttl`.
     async fn prune(&self, dedupe_age: Duration, session_ttl: Duration) -> Result<(), StoreError>;
 }

@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Delivery, SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
+use super::{SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
 use crate::db::{millis, now_ms, Db};
 
 const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS delivery (
+    CREATE TABLE IF NOT EXISTS replied (
         key     TEXT PRIMARY KEY,
-        state   TEXT NOT NULL,
         at_ms   INTEGER NOT NULL
     );
     CREATE TABLE IF NOT EXISTS session (
@@ -72,39 +71,25 @@ fn json(e: serde_json::Error) -> StoreError {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn delivery(&self, key: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn replied(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         self.db
             .call(move |conn| {
-                let state: Option<String> = conn
-                    .query_row("SELECT state FROM delivery WHERE key = ?1", [key], |r| {
-                        r.get(0)
-                    })
+                conn.query_row("SELECT 1 FROM replied WHERE key = ?1", [key], |_| Ok(()))
                     .optional()
-                    .map_err(sql)?;
-                Ok(state.map(|s| {
-                    if s == "replied" {
-                        Delivery::Replied
-                    } else {
-                        Delivery::Queued
-                    }
-                }))
+                    .map(|row| row.is_some())
+                    .map_err(sql)
             })
             .await
     }
 
-    async fn set_delivery(&self, key: &str, state: Delivery) -> Result<(), StoreError> {
+    async fn mark_replied(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_owned();
-        let state = match state {
-            Delivery::Queued => "queued",
-            Delivery::Replied => "replied",
-        };
         self.db
             .call(move |conn| {
                 conn.execute(
-                    "INSERT INTO delivery (key, state, at_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (key) DO UPDATE SET state = ?2, at_ms = ?3",
-                    params![key, state, now_ms()],
+                    "INSERT INTO replied (key, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![key, now_ms()],
                 )
                 .map_err(sql)?;
                 Ok(())
@@ -283,7 +268,7 @@ impl Store for SqliteStore {
                 conn.execute("DELETE FROM cache WHERE expires_ms <= ?1", [now])
                     .map_err(sql)?;
                 conn.execute(
-                    "DELETE FROM delivery WHERE at_ms < ?1",
+                    "DELETE FROM replied WHERE at_ms < ?1",
                     [now - millis(dedupe_age)],
                 )
                 .map_err(sql)?;

@@ -1,0 +1,225 @@
+//! The chat pipeline's own cost, in one process on loopback:
+//!
+//! - `ack`: Telegram webhook throughput and acknowledgement latency with durable enqueue
+//!   (ingress only), from a load generator on its own thread and runtime;
+//! - `pipeline`: webhook to reply sent, with a zero-latency model that asks for one
+//!   `text_editor` call and then answers.
+//!
+//! Run with `scripts/build-skills && cargo bench --bench webhook [ack|pipeline]`.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::Json;
+use molten::config::Config;
+use molten::service::{http_client, Role, Service};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use common::report;
+
+const SECRET: &str = "bench-secret";
+const ACK_REQUESTS: usize = 40_000;
+const ACK_CONNECTIONS: usize = 32;
+const TURNS: usize = 500;
+
+fn main() {
+    let which = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    if which.as_deref().is_none_or(|w| w == "ack") {
+        ack();
+    }
+    if which.as_deref().is_none_or(|w| w == "pipeline") {
+        pipeline();
+    }
+}
+
+fn config(dir: &std::path::Path, platform: &str, extra: &str) -> Config {
+    let skills = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/skills");
+    let text = format!(
+        "skills_dirs = [{skills:?}]\n[server]\nadmin_token = \"x\"\n[telegram]\nbot_token = \"1:bench\"\nsecret_token = \"{SECRET}\"\napi_base = \"{platform}\"\n{extra}"
+    );
+    let path = dir.join("molten.toml");
+    std::fs::write(&path, text).expect("write config");
+    Config::load(Some(&path), Some(dir.to_owned()), Vec::new(), |_| None).expect("config")
+}
+
+fn update(id: usize) -> String {
+    json!({"update_id": id, "message": {"message_id": id, "date": 0,
+        "chat": {"id": 42, "type": "private"}, "from": {"id": 42, "is_bot": false, "first_name": "B"},
+        "text": "hello"}})
+    .to_string()
+}
+
+/// Posts Telegram update `id` and checks it was acknowledged.
+async fn post_update(client: &reqwest::Client, url: &str, id: usize) {
+    let response = client
+        .post(format!("{url}/webhook/telegram"))
+        .header("content-type", "application/json")
+        .header("x-telegram-bot-api-secret-token", SECRET)
+        .body(update(id))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+}
+
+fn server_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio")
+}
+
+/// Starts `service` on an ephemeral port; returns its URL and the stop switch.
+fn start(
+    rt: &tokio::runtime::Runtime,
+    service: Service,
+    role: Role,
+) -> (String, watch::Sender<bool>) {
+    let (stop, shutdown) = watch::channel(false);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move {
+        service
+            .serve(role, Some(listener), shutdown)
+            .await
+            .expect("serve")
+    });
+    (url, stop)
+}
+
+fn ack() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rt = server_runtime();
+    let service = rt
+        .block_on(Service::build(
+            config(dir.path(), "http://127.0.0.1:9", ""),
+            None,
+        ))
+        .expect("service");
+    let queue = service.state.queue.clone();
+    let (url, _stop) = start(&rt, service, Role::Ingress);
+
+    // The load generator gets its own thread and single-threaded runtime, as a separate
+    // process would; both share the machine's cores.
+    let samples = std::thread::spawn(move || {
+        let gen = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        gen.block_on(async move {
+            let client = http_client().expect("client");
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let start = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..ACK_CONNECTIONS {
+                let (client, next, url) = (client.clone(), next.clone(), url.clone());
+                tasks.spawn(async move {
+                    let mut samples = Vec::new();
+                    loop {
+                        let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if id >= ACK_REQUESTS {
+                            return samples;
+                        }
+                        let t = Instant::now();
+                        post_update(&client, &url, id).await;
+                        samples.push(t.elapsed());
+                    }
+                });
+            }
+            let mut samples = Vec::new();
+            while let Some(part) = tasks.join_next().await {
+                samples.extend(part.expect("connection task"));
+            }
+            (start.elapsed(), samples)
+        })
+    })
+    .join()
+    .expect("load generator");
+    report("webhook ack", samples.0, samples.1);
+    let depth = rt.block_on(queue.depth()).expect("depth");
+    assert_eq!(
+        depth as usize, ACK_REQUESTS,
+        "every acknowledged webhook is queued"
+    );
+}
+
+/// Time each sendMessage arrived, by chat text.
+#[derive(Clone, Default)]
+struct Sent(Arc<Mutex<Option<mpsc::UnboundedSender<Instant>>>>);
+
+async fn fake_llm(Json(request): Json<Value>) -> Json<Value> {
+    let last = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    let message = if last["role"] == "tool" {
+        json!({"role": "assistant", "content": "done"})
+    } else {
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "text_editor", "arguments": "{\"command\":\"view\",\"path\":\"/tmp\"}"}}]})
+    };
+    Json(
+        json!({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 2}}),
+    )
+}
+
+async fn fake_telegram(State(sent): State<Sent>) -> Json<Value> {
+    if let Some(tx) = sent.0.lock().unwrap().as_ref() {
+        let _ = tx.send(Instant::now());
+    }
+    Json(json!({"ok": true, "result": {"message_id": 1}}))
+}
+
+fn pipeline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rt = server_runtime();
+    let sent = Sent::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    *sent.0.lock().unwrap() = Some(tx);
+    let fake = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(fake_llm))
+        .fallback(axum::routing::post(fake_telegram))
+        .with_state(sent);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let fake_url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, fake).await.unwrap() });
+    let extra = format!("[llm]\nbase_url = \"{fake_url}/v1\"\nmodel = \"m\"\ncache_ttl_secs = 0\n");
+    let service = rt
+        .block_on(Service::build(config(dir.path(), &fake_url, &extra), None))
+        .expect("service");
+    assert!(
+        service.state.registry.get("text_editor").is_some(),
+        "run scripts/build-skills first"
+    );
+    let (url, _stop) = start(&rt, service, Role::All);
+    let samples = rt.block_on(async move {
+        let client = http_client().expect("client");
+        let mut samples = Vec::with_capacity(TURNS);
+        let start = Instant::now();
+        for id in 0..TURNS + 20 {
+            let t = Instant::now();
+            post_update(&client, &url, id).await;
+            let arrived = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a reply within 10 s")
+                .expect("fake telegram");
+            // The first turns warm up connections and the component's code.
+            if id >= 20 {
+                samples.push(arrived - t);
+            }
+        }
+        (start.elapsed(), samples)
+    });
+    report("webhook->reply", samples.0, samples.1);
+}
