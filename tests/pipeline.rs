@@ -468,3 +468,42 @@ async fn molten_chat_in_the_terminal() {
         .join("a.txt");
     assert_eq!(std::fs::read_to_string(file).unwrap(), "x");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_openai_flavour_and_the_response_cache() {
+    let fake = Fake::start().await;
+    let azure = config(&fake, "")
+        .replace(
+            "[llm]\n",
+            "[llm]\nprovider = \"azure\"\napi_version = \"2024-10-21\"\n",
+        )
+        .replace(
+            &format!("base_url = \"{}/v1\"", fake.url()),
+            &format!("base_url = \"{}\"", fake.url()),
+        )
+        .replace("model = \"fake-model\"", "model = \"gpt4o-deployment\"")
+        .replace("cache_ttl_secs = 0", "cache_ttl_secs = 300");
+    let molten = Molten::start(&azure, &[]).await;
+    fake.script_llm([llm_text("cached answer")]);
+    // Two chats asking the same first question send identical requests.
+    molten.telegram(1, 10, "what is molten?").await;
+    fake.wait_for("/sendMessage", 1, WAIT).await;
+    molten.telegram(2, 11, "what is molten?").await;
+    let sent = fake.wait_for("/sendMessage", 2, WAIT).await;
+    assert_eq!(sent[1].body["text"], "cached answer");
+    let llm = fake.llm_requests();
+    assert_eq!(llm.len(), 1, "the second answer came from the cache");
+    assert_eq!(
+        llm[0].path,
+        "/openai/deployments/gpt4o-deployment/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(
+        llm[0].headers["api-key"],
+        "sk-test-key-that-must-not-leak-0123456789"
+    );
+    assert!(llm[0].headers.get("authorization").is_none());
+    assert!(
+        llm[0].body.get("model").is_none(),
+        "Azure takes the deployment from the URL"
+    );
+}

@@ -130,6 +130,19 @@ async fn slack_verifies_before_anything_else() {
         json!({"challenge": "c-123"})
     );
 
+    let huge = format!(
+        "{{\"type\":\"event_callback\",\"pad\":\"{}\"}}",
+        "x".repeat(70_000)
+    );
+    let r = molten
+        .post(
+            "/webhook/slack",
+            &slack_headers(&huge, now_secs()),
+            huge.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), 413);
+
     let malformed = "{\"type\": \"event_callback\", ";
     let bad = molten
         .post(
@@ -216,6 +229,12 @@ async fn discord_pong_and_deferred_commands() {
         .await;
     assert_eq!(pong.status(), 200);
     assert_eq!(pong.json::<Value>().await.unwrap(), json!({"type": 1}));
+
+    let huge = format!("{{\"type\":2,\"pad\":\"{}\"}}", "x".repeat(70_000));
+    let r = molten
+        .post("/webhook/discord", &discord_headers(&huge), huge.clone())
+        .await;
+    assert_eq!(r.status(), 413);
 
     let malformed = "{\"type\": 2,";
     let r = molten
