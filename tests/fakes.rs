@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::Notify;
 
-use crate::support::{root, temp_dir};
+use crate::support::{root, share_compile_cache, temp_dir};
 
 /// One request a fake received.
 #[derive(Debug, Clone)]
@@ -87,6 +87,29 @@ pub fn llm_tool(id: &str, name: &str, arguments: Value) -> Scripted {
     }))
 }
 
+/// Tavily's answer to a search: two results about the query.
+pub fn tavily_results(request: &Value) -> Scripted {
+    let query = request["query"].as_str().unwrap_or_default();
+    Scripted::ok(json!({
+        "query": query,
+        "answer": null,
+        "images": [],
+        "results": [
+            { "title": format!("{query} - Wikipedia"), "url": "https://en.wikipedia.org/wiki/Molten",
+              "content": "Molten material is liquid.   It flows.", "score": 0.98, "raw_content": null },
+            { "title": "Second result", "url": "https://example.org/two",
+              "content": "Another snippet.", "score": 0.5, "raw_content": null,
+              "published_date": "2026-11-01" }
+        ],
+        "response_time": 0.42
+    }))
+}
+
+/// A Tavily error body.
+pub fn tavily_error(status: u16, message: &str) -> Scripted {
+    Scripted::status(status, json!({ "detail": { "error": message } }))
+}
+
 /// An OpenAI error body.
 pub fn llm_error(status: u16, message: &str) -> Scripted {
     Scripted::status(
@@ -100,6 +123,7 @@ pub struct FakeState {
     requests: Mutex<Vec<Recorded>>,
     llm: Mutex<VecDeque<Scripted>>,
     platform: Mutex<VecDeque<Scripted>>,
+    tavily: Mutex<VecDeque<Scripted>>,
     arrived: Notify,
 }
 
@@ -134,6 +158,11 @@ impl Fake {
     /// Queues answers for the platform APIs.
     pub fn script_platform(&self, answers: impl IntoIterator<Item = Scripted>) {
         self.state.platform.lock().unwrap().extend(answers);
+    }
+
+    /// Queues answers for the Tavily search API.
+    pub fn script_tavily(&self, answers: impl IntoIterator<Item = Scripted>) {
+        self.state.tavily.lock().unwrap().extend(answers);
     }
 
     /// Every request whose path contains `part`.
@@ -182,7 +211,7 @@ async fn handle(
     state.requests.lock().unwrap().push(Recorded {
         path: path.clone(),
         headers,
-        body,
+        body: body.clone(),
         at: Instant::now(),
     });
     state.arrived.notify_waiters();
@@ -193,6 +222,9 @@ async fn handle(
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| llm_text("default answer"))
+    } else if path == "/search" {
+        let next = state.tavily.lock().unwrap().pop_front();
+        next.unwrap_or_else(|| tavily_results(&body))
     } else {
         let next = state.platform.lock().unwrap().pop_front();
         next.unwrap_or_else(|| {
@@ -295,12 +327,7 @@ impl Molten {
     }
 
     fn prepare(data: &Path, config: &str, args: &[&str]) -> Self {
-        // Share the compiled-component cache between tests.
-        let cache = data.join("cache");
-        std::fs::create_dir_all(&cache).unwrap();
-        let shared = root().join("target").join("test-cache");
-        std::fs::create_dir_all(&shared).unwrap();
-        let _ = std::os::unix::fs::symlink(&shared, cache.join("components"));
+        share_compile_cache(data);
         let path = data.join("molten.toml");
         std::fs::write(&path, config).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -507,3 +507,65 @@ async fn azure_openai_flavour_and_the_response_cache() {
         "Azure takes the deployment from the URL"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_that_times_out_is_retried_then_apologised_for() {
+    let fake = Fake::start().await;
+    let slow = config(&fake, "").replace(
+        "retry_base_ms = 10",
+        "retry_base_ms = 10\ntimeout_secs = 1\nmax_retries = 1",
+    );
+    let molten = Molten::start(&slow, &[]).await;
+    fake.script_llm((0..2).map(|_| llm_text("too slow").delayed(Duration::from_secs(5))));
+    molten.telegram(1, 3, "are you there?").await;
+    let sent = fake.wait_for("/sendMessage", 1, WAIT).await;
+    assert_eq!(sent[0].body["text"], molten::worker::LLM_APOLOGY);
+    assert_eq!(fake.llm_requests().len(), 2, "one call and one retry");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_in_tool_output_never_reach_the_model() {
+    let (fake, molten) = serve("").await;
+    let leaked = format!("token={TELEGRAM_TOKEN}\nkey=sk-abcdefghijklmnopqrstuvwxyz0123\n");
+    fake.script_llm([
+        llm_tool(
+            "c1",
+            "text_editor",
+            json!({"command": "create", "path": "/tmp/env", "file_text": leaked}),
+        ),
+        llm_tool(
+            "c2",
+            "text_editor",
+            json!({"command": "view", "path": "/tmp/env"}),
+        ),
+        llm_text("done"),
+    ]);
+    molten.telegram(1, 12, "show me the env file").await;
+    fake.wait_for("/sendMessage", 1, WAIT).await;
+    let seen = fake.llm_requests()[2].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(seen.contains("[redacted]"), "{seen}");
+    assert!(
+        !seen.contains(TELEGRAM_TOKEN) && !seen.contains("sk-abcdefghij"),
+        "{seen}"
+    );
+    settle().await;
+    let logged: String = molten
+        .state()
+        .query_row(
+            "SELECT parameters FROM skill_log ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !logged.contains(TELEGRAM_TOKEN),
+        "the skill log is redacted too: {logged}"
+    );
+}

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use molten::skills::{CallContext, InvokeError, Registry, Runtime, RuntimeConfig};
+use molten::skills::{CallContext, Grants, InvokeError, Registry, Runtime, RuntimeConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -48,12 +48,17 @@ impl Host {
 
     /// Loads the skills in `dirs`, keeping sandboxes in `dir`.
     pub async fn load_in(dir: TempDir, dirs: &[PathBuf]) -> Self {
+        Self::load_granted(dir, dirs, &Grants::default()).await
+    }
+
+    /// Loads the skills in `dirs` with the operator's `grants`, keeping sandboxes in `dir`.
+    pub async fn load_granted(dir: TempDir, dirs: &[PathBuf], grants: &Grants) -> Self {
         let runtime = Runtime::new(RuntimeConfig {
             sandbox_root: dir.path().join("sandboxes"),
             cache_dir: Some(root().join("target").join("test-cache")),
         })
         .expect("engine starts");
-        let registry = Registry::load(Arc::new(runtime), dirs).await;
+        let registry = Registry::load(Arc::new(runtime), dirs, grants).await;
         Self { registry, dir }
     }
 
@@ -126,4 +131,14 @@ pub fn install(skills: &Path, name: &str, wasm: &[u8], manifest: &str) {
     std::fs::create_dir_all(skills).unwrap();
     std::fs::write(skills.join(format!("{name}.wasm")), wasm).unwrap();
     std::fs::write(skills.join(format!("{name}.toml")), manifest).unwrap();
+}
+
+/// Points `<data>/cache/components` at the compile cache the tests share, so that a `molten`
+/// process in a fresh data directory does not compile every skill again.
+pub fn share_compile_cache(data: &Path) {
+    let cache = data.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let shared = root().join("target").join("test-cache");
+    std::fs::create_dir_all(&shared).unwrap();
+    let _ = std::os::unix::fs::symlink(&shared, cache.join("components"));
 }

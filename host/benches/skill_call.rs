@@ -59,7 +59,11 @@ fn bench_skill_calls() -> Stats {
             cache_dir: Some(root.join("target/bench-cache")),
         })
         .expect("engine");
-        let registry = tokio.block_on(Registry::load(Arc::new(runtime), &[dir]));
+        let registry = tokio.block_on(Registry::load(
+            Arc::new(runtime),
+            &[dir],
+            &Default::default(),
+        ));
         assert!(registry.errors().is_empty(), "{:?}", registry.errors());
         let context = CallContext::new("bench", "bench");
         let samples = tokio.block_on(async {

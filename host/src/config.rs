@@ -63,6 +63,10 @@ pub struct Config {
     pub slack: Option<SlackConfig>,
     /// Discord, if configured.
     pub discord: Option<DiscordConfig>,
+    /// What the operator grants each skill beyond its sandbox (`[skills.<name>]`).
+    pub grants: BTreeMap<String, crate::skills::HttpGrant>,
+    /// Secret values by name (`[secrets]`); `MOLTEN_SECRET_<NAME>` overrides and adds.
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 /// `[server]`
@@ -262,6 +266,21 @@ struct File {
     telegram: Option<TelegramFile>,
     slack: Option<SlackFile>,
     discord: Option<DiscordFile>,
+    #[serde(default)]
+    skills: BTreeMap<String, GrantFile>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantFile {
+    #[serde(default)]
+    http: Vec<String>,
+    #[serde(default)]
+    endpoints: BTreeMap<String, String>,
+    requests_per_minute: Option<u32>,
+    response_kb: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -530,7 +549,45 @@ impl Config {
                 })
             })
             .transpose()?;
+        let mut grants = BTreeMap::new();
+        for (skill, g) in file.skills {
+            let http = g
+                .http
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    crate::skills::HttpRule::parse(text).map_err(|message| ConfigError::Invalid {
+                        key: format!("skills.{skill}.http[{i}]"),
+                        message,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for (origin, target) in &g.endpoints {
+                crate::skills::HttpRule::parse(origin).map_err(|message| ConfigError::Invalid {
+                    key: format!("skills.{skill}.endpoints"),
+                    message,
+                })?;
+                parse_url(&format!("skills.{skill}.endpoints.\"{origin}\""), target)?;
+            }
+            let grant = crate::skills::HttpGrant {
+                http,
+                endpoints: g.endpoints,
+                requests_per_minute: positive(
+                    &format!("skills.{skill}.requests_per_minute"),
+                    g.requests_per_minute,
+                    crate::skills::http::DEFAULT_REQUESTS_PER_MINUTE,
+                )?,
+                max_response_bytes: positive(
+                    &format!("skills.{skill}.response_kb"),
+                    g.response_kb,
+                    crate::skills::http::DEFAULT_RESPONSE_BYTES >> 10,
+                )? << 10,
+            };
+            grants.insert(skill, grant);
+        }
         Ok(Self {
+            grants,
+            secrets: file.secrets,
             queue_path: data_dir.join("queue.db"),
             data_dir,
             skills_dirs,
@@ -544,6 +601,17 @@ impl Config {
             slack,
             discord,
         })
+    }
+
+    /// The operator's grants for [`crate::skills::Registry::load`], with secrets from the
+    /// process environment and `[secrets]`.
+    pub fn grants(&self) -> crate::skills::Grants {
+        crate::skills::Grants {
+            http: self.grants.clone(),
+            secrets: std::sync::Arc::new(crate::secrets::LocalSecrets::from_process(
+                self.secrets.clone(),
+            )),
+        }
     }
 
     /// The SQLite file of the embedded store.
@@ -566,6 +634,7 @@ impl Config {
             secrets.push(&s.signing_secret);
             secrets.push(&s.bot_token);
         }
+        secrets.extend(self.secrets.values());
         secrets
             .into_iter()
             .map(|s| s.expose().to_owned())

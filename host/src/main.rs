@@ -186,7 +186,7 @@ async fn chat(mut config: Config) -> anyhow::Result<ExitCode> {
 
 async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(RuntimeConfig::in_data_dir(&config.data_dir))?;
-    let registry = Registry::load(Arc::new(runtime), &config.skills_dirs).await;
+    let registry = Registry::load(Arc::new(runtime), &config.skills_dirs, &config.grants()).await;
     match command {
         SkillCommand::List => list(&registry),
         SkillCommand::Run {
@@ -242,8 +242,46 @@ fn list(registry: &Registry) -> anyhow::Result<ExitCode> {
 fn describe_skill(skill: &Skill) -> String {
     let m = skill.manifest();
     let l = m.limits;
+    let mut http = String::new();
+    if !m.capabilities.http.is_empty() {
+        let granted: Vec<String> = skill
+            .http()
+            .map(|p| p.rules().iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let asked: Vec<String> = m
+            .capabilities
+            .http
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        http = format!(
+            "\n  http: asks {}; granted {}",
+            asked.join(", "),
+            if granted.is_empty() {
+                format!(
+                    "nothing (add [skills.{}] http = [...] to the config)",
+                    m.name
+                )
+            } else {
+                granted.join(", ")
+            }
+        );
+        for secret in &m.capabilities.secrets {
+            let state = if skill.missing_secrets().contains(&secret.name) {
+                format!("NOT SET (set {})", molten::secrets::env_name(&secret.name))
+            } else if skill.http().is_some() {
+                "set".to_owned()
+            } else {
+                "unused without a grant".to_owned()
+            };
+            http.push_str(&format!(
+                "\n  secret {} -> {} header of {}: {state}",
+                secret.name, secret.header, secret.host
+            ));
+        }
+    }
     format!(
-        "{name}\n  {description}\n  limits: fuel {fuel}, timeout {timeout} ms, memory {memory} MiB, output {output} KiB\n  capabilities: filesystem {fs}\n  component: {path}",
+        "{name}\n  {description}\n  limits: fuel {fuel}, timeout {timeout} ms, memory {memory} MiB, output {output} KiB\n  capabilities: filesystem {fs}{http}\n  component: {path}",
         name = m.name,
         description = m.description,
         fuel = l.fuel,

@@ -73,12 +73,7 @@ pub struct Service {
 
 /// An HTTP client for platforms and the model, with TLS from rustls and the system's roots.
 pub fn http_client() -> Result<reqwest::Client, StartError> {
-    // reqwest is built without a default crypto provider; ring is the one linked in. A second
-    // call finds it installed, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(concat!("molten/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(std::time::Duration::from_secs(10))
+    crate::net::client_builder()
         .build()
         .map_err(|e| StartError::Http(e.to_string()))
 }
@@ -94,12 +89,16 @@ impl Service {
         let queue: Arc<dyn WorkQueue> = Arc::new(SqliteQueue::open(&config.queue_path)?);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.state_path())?);
         let runtime = Runtime::new(RuntimeConfig::in_data_dir(&config.data_dir))?;
-        let registry = Arc::new(Registry::load(Arc::new(runtime), &config.skills_dirs).await);
+        let registry = Arc::new(
+            Registry::load(Arc::new(runtime), &config.skills_dirs, &config.grants()).await,
+        );
         for error in registry.errors() {
             tracing::error!(%error, "skill not loaded");
         }
         let http = http_client()?;
-        let redactor = Arc::new(Redactor::new(&config.secret_values()));
+        let mut secrets = config.secret_values();
+        secrets.extend(registry.secret_values());
+        let redactor = Arc::new(Redactor::new(&secrets));
         let agent = config.llm.clone().map(|llm| {
             let limits = AgentLimits {
                 max_tokens: llm.max_tokens,

@@ -92,7 +92,11 @@ impl Agent {
             .session(&envelope.session_key(), self.config.session_ttl)
             .await?;
         let mut messages = vec![Message::text("system", &self.config.system_prompt)];
-        messages.extend(self.trim_history(&history));
+        messages.extend(trim_history(
+            &history,
+            self.config.history_messages,
+            self.config.history_tokens,
+        ));
         messages.push(Message::text("user", &envelope.text));
         let tools: Vec<Tool> = self
             .registry
@@ -143,26 +147,6 @@ impl Agent {
         }
         self.store.record_usage(&usage).await?;
         Ok(Answer { text, usage })
-    }
-
-    /// The newest messages that fit the message and token budgets, oldest first.
-    fn trim_history(&self, history: &[SessionMessage]) -> Vec<Message> {
-        let mut budget = self.config.history_tokens * CHARS_PER_TOKEN;
-        let mut kept: Vec<Message> = history
-            .iter()
-            .rev()
-            .take(self.config.history_messages)
-            .take_while(|m| match budget.checked_sub(m.content.len()) {
-                Some(rest) => {
-                    budget = rest;
-                    true
-                }
-                None => false,
-            })
-            .map(|m| Message::text(&m.role, &m.content))
-            .collect();
-        kept.reverse();
-        kept
     }
 
     /// One model call, answered from the cache when an identical text answer is fresh there.
@@ -238,5 +222,63 @@ impl Agent {
             })
             .await?;
         Ok(output)
+    }
+}
+
+/// The newest messages that fit both budgets (`max_messages`, about `max_tokens`), oldest first.
+fn trim_history(
+    history: &[SessionMessage],
+    max_messages: usize,
+    max_tokens: usize,
+) -> Vec<Message> {
+    let mut budget = max_tokens * CHARS_PER_TOKEN;
+    let mut kept: Vec<Message> = history
+        .iter()
+        .rev()
+        .take(max_messages)
+        .take_while(|m| match budget.checked_sub(m.content.len()) {
+            Some(rest) => {
+                budget = rest;
+                true
+            }
+            None => false,
+        })
+        .map(|m| Message::text(&m.role, &m.content))
+        .collect();
+    kept.reverse();
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(sizes: &[usize]) -> Vec<SessionMessage> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| SessionMessage {
+                role: if i % 2 == 0 { "user" } else { "assistant" }.into(),
+                content: i.to_string().repeat(*n),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_keeps_the_newest_messages_within_both_budgets() {
+        let h = history(&[4, 4, 4, 4, 4]);
+        let kept = trim_history(&h, 3, 1000);
+        let texts: Vec<_> = kept.iter().map(|m| m.content.clone().unwrap()).collect();
+        assert_eq!(texts, ["2222", "3333", "4444"]);
+        assert_eq!(kept[0].role, "user");
+
+        // 3 tokens = 12 characters: three 4-character messages fit, a fourth does not.
+        assert_eq!(trim_history(&h, 20, 3).len(), 3);
+        // One huge old message stops the walk back; nothing older sneaks in.
+        let h = history(&[4, 400, 4]);
+        let kept = trim_history(&h, 20, 10);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].content.as_deref(), Some("2222"));
+        assert!(trim_history(&[], 20, 10).is_empty());
     }
 }

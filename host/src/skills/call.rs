@@ -1,15 +1,19 @@
 //! One skill call: a fresh store holding only the granted capabilities, the limits, and the
 //! mapping of whatever happened into an [`InvokeError`].
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::molten::skill::types::{self as wit, SkillError};
 use super::bindings::{Skill as SkillWorld, SkillPre};
 use super::error::InvokeError;
 use super::host_log::LogSink;
+use super::http::{HttpHooks, HttpPolicy};
 use super::manifest::{Filesystem, Manifest};
 use super::runtime::Runtime;
 
@@ -41,8 +45,20 @@ impl CallContext {
 pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    http_hooks: HttpHooks,
     memory: MemoryCap,
     pub(crate) log: LogSink,
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl WasiView for CallState {
@@ -118,11 +134,13 @@ fn wasi_context(
 
 /// Runs `f` on a fresh instance of the skill prepared in `pre`, under `manifest`'s limits.
 /// `user` selects the sandbox; `None` runs the skill with no filesystem whatever it asks for.
+/// `http` is the skill's HTTP policy; without one every request is refused.
 async fn run<R>(
     runtime: &Runtime,
     pre: &SkillPre<CallState>,
     manifest: &Manifest,
     user: Option<&str>,
+    http: Option<Arc<HttpPolicy>>,
     f: impl AsyncFnOnce(&SkillWorld, &mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> Result<R, InvokeError> {
     let limits = manifest.limits;
@@ -133,6 +151,8 @@ async fn run<R>(
         CallState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks: HttpHooks { policy: http },
             memory: MemoryCap {
                 limit: limits.memory_bytes,
                 used: 0,
@@ -177,7 +197,7 @@ pub(crate) async fn describe(
     pre: &SkillPre<CallState>,
     manifest: &Manifest,
 ) -> Result<wit::Descriptor, InvokeError> {
-    run(runtime, pre, manifest, None, async |skill, store| {
+    run(runtime, pre, manifest, None, None, async |skill, store| {
         skill.call_describe(store).await
     })
     .await
@@ -188,6 +208,7 @@ pub(crate) async fn invoke(
     runtime: &Runtime,
     pre: &SkillPre<CallState>,
     manifest: &Manifest,
+    http: Option<Arc<HttpPolicy>>,
     arguments: &str,
     context: &CallContext,
 ) -> Result<String, InvokeError> {
@@ -200,6 +221,7 @@ pub(crate) async fn invoke(
         pre,
         manifest,
         Some(&context.user_id),
+        http,
         async |skill, store| skill.call_invoke(store, arguments, &wit_context).await,
     )
     .await?;

@@ -53,6 +53,14 @@ pub enum LoadError {
         /// What is wrong with the description.
         reason: String,
     },
+    /// The operator's grant for the skill cannot be applied.
+    #[error("{path}: {reason}", path = path.display())]
+    Grant {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong, naming the config key.
+        reason: String,
+    },
     /// Two skills have the same name.
     #[error("{path}: a skill named `{name}` is already loaded from {other}; remove one of them", path = path.display(), other = other.display())]
     Duplicate {

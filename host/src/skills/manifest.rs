@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::http::HttpRule;
+
 /// Fuel when the manifest sets none: far above any normal call (editing a megabyte file burns
 /// a few tens of millions), and about 10 s of pure computation on a current core, so that a
 /// runaway stops even when its wall-clock deadline is generous.
@@ -63,11 +65,35 @@ impl Default for Limits {
     }
 }
 
-/// What a skill may touch besides its own memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a skill may touch besides its own memory. Asking is not getting: the operator's
+/// `[skills.<name>]` grant decides what of `http` is given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Capabilities {
     /// Filesystem access.
     pub filesystem: Filesystem,
+    /// Origins (with an optional path prefix) the skill asks to reach over `wasi:http`.
+    pub http: Vec<HttpRule>,
+    /// Secrets the host adds to the skill's requests.
+    pub secrets: Vec<SecretRule>,
+}
+
+/// A secret the host adds as a header to requests for one host; the skill never sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    /// The secret's name in the secret store, e.g. `tavily-api-key`.
+    pub name: String,
+    /// Requests to this host (exactly) get the header.
+    pub host: String,
+    /// The header, e.g. `Authorization`.
+    pub header: String,
+    /// The header value with `{}` where the secret goes, e.g. `Bearer {}`.
+    #[serde(default = "plain_format")]
+    pub format: String,
+}
+
+fn plain_format() -> String {
+    "{}".to_owned()
 }
 
 /// Filesystem access a skill asks for.
@@ -116,6 +142,10 @@ struct RawLimits {
 struct RawCapabilities {
     #[serde(default)]
     filesystem: Filesystem,
+    #[serde(default)]
+    http: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<SecretRule>,
 }
 
 /// Why a manifest was rejected; the message names the field and says what is allowed.
@@ -171,12 +201,57 @@ impl Manifest {
                 MAX_OUTPUT_KB,
             )? << 10) as usize,
         };
+        let c = raw.capabilities;
+        let http = c
+            .http
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                HttpRule::parse(text)
+                    .map_err(|e| ManifestError(format!("field `capabilities.http[{i}]`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, secret) in c.secrets.iter().enumerate() {
+            let field = |f: &str| format!("field `capabilities.secrets[{i}].{f}`");
+            if secret.name.trim().is_empty() {
+                return Err(ManifestError(format!(
+                    "{}: must not be empty",
+                    field("name")
+                )));
+            }
+            if !http
+                .iter()
+                .any(|rule| rule.host() == secret.host.to_ascii_lowercase())
+            {
+                return Err(ManifestError(format!(
+                    "{}: `{}` is not the host of any `capabilities.http` entry; a secret can only \
+                     go to a host the skill may reach",
+                    field("host"),
+                    secret.host
+                )));
+            }
+            if http::HeaderName::from_bytes(secret.header.as_bytes()).is_err() {
+                return Err(ManifestError(format!(
+                    "{}: `{}` is not a header name",
+                    field("header"),
+                    secret.header
+                )));
+            }
+            if secret.format.matches("{}").count() != 1 {
+                return Err(ManifestError(format!(
+                    "{}: must contain `{{}}` exactly once, where the secret goes",
+                    field("format")
+                )));
+            }
+        }
         Ok(Self {
             name,
             description,
             limits,
             capabilities: Capabilities {
-                filesystem: raw.capabilities.filesystem,
+                filesystem: c.filesystem,
+                http,
+                secrets: c.secrets,
             },
         })
     }

@@ -5,13 +5,15 @@
 //! one once (cached on disk by content hash) and keeps it ready to instantiate; every
 //! [`Registry::invoke`] gets a fresh instance in a fresh store holding only what the manifest was
 //! granted: fuel, a wall-clock deadline, a memory cap, an output cap, and, when asked for, the
-//! caller's own sandbox directory as `/tmp`. Nothing else (network, environment, arguments, host
-//! stdio) exists for the skill.
+//! caller's own sandbox directory as `/tmp`, and `wasi:http` requests checked against what the
+//! operator granted (see [`http`]). Nothing else (sockets, environment, arguments, host stdio)
+//! exists for the skill.
 
 mod bindings;
 mod call;
 mod error;
 mod host_log;
+pub mod http;
 pub mod manifest;
 mod registry;
 mod runtime;
@@ -19,7 +21,8 @@ mod sandbox;
 
 pub use call::CallContext;
 pub use error::{EngineError, InvokeError, LoadError};
+pub use http::{HttpGrant, HttpPolicy, HttpRule};
 pub use manifest::Manifest;
-pub use registry::{Registry, Skill, ToolDefinition};
+pub use registry::{Grants, Registry, Skill, ToolDefinition};
 pub use runtime::{Runtime, RuntimeConfig};
 pub use sandbox::Sandboxes;

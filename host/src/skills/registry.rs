@@ -8,8 +8,29 @@ use std::sync::Arc;
 use super::bindings::SkillPre;
 use super::call::{self, CallContext, CallState};
 use super::error::{InvokeError, LoadError};
+use super::http::{HttpGrant, HttpPolicy};
 use super::manifest::Manifest;
 use super::runtime::Runtime;
+use crate::secrets::{LocalSecrets, SecretStore};
+
+/// What the operator grants skills beyond their manifests' sandbox: HTTP by skill name, and
+/// where secret values come from. The default grants nothing.
+#[derive(Clone)]
+pub struct Grants {
+    /// `[skills.<name>]` of the config.
+    pub http: BTreeMap<String, HttpGrant>,
+    /// Resolves the secrets manifests name.
+    pub secrets: Arc<dyn SecretStore>,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Self {
+            http: BTreeMap::new(),
+            secrets: Arc::new(LocalSecrets::default()),
+        }
+    }
+}
 
 /// What the LLM is offered for one skill: an OpenAI-style function definition.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -28,6 +49,8 @@ pub struct Skill {
     definition: ToolDefinition,
     component: PathBuf,
     pre: SkillPre<CallState>,
+    http: Option<Arc<HttpPolicy>>,
+    missing_secrets: Vec<String>,
 }
 
 impl Skill {
@@ -45,6 +68,16 @@ impl Skill {
     pub fn component_path(&self) -> &Path {
         &self.component
     }
+
+    /// The HTTP access in effect (manifest and grant agreeing), if any.
+    pub fn http(&self) -> Option<&HttpPolicy> {
+        self.http.as_deref()
+    }
+
+    /// Secrets the manifest names that no secret store has: requests go without them.
+    pub fn missing_secrets(&self) -> &[String] {
+        &self.missing_secrets
+    }
 }
 
 /// The skills loaded from a list of directories, and the reasons others were not.
@@ -57,7 +90,7 @@ pub struct Registry {
 impl Registry {
     /// Loads every `<name>.toml` + `<name>.wasm` pair in `dirs`, in order. A skill that fails to
     /// load is recorded in [`Registry::errors`] and does not keep the others from loading.
-    pub async fn load(runtime: Arc<Runtime>, dirs: &[PathBuf]) -> Self {
+    pub async fn load(runtime: Arc<Runtime>, dirs: &[PathBuf], grants: &Grants) -> Self {
         let mut registry = Self {
             runtime,
             skills: BTreeMap::new(),
@@ -67,7 +100,7 @@ impl Registry {
             match find_skill_files(dir) {
                 Ok(found) => {
                     for manifest in found.manifests {
-                        registry.load_one(&manifest).await;
+                        registry.load_one(&manifest, grants).await;
                     }
                     registry.errors.extend(found.errors);
                 }
@@ -77,8 +110,8 @@ impl Registry {
         registry
     }
 
-    async fn load_one(&mut self, manifest_path: &Path) {
-        let loaded = load_skill(&self.runtime, manifest_path).await;
+    async fn load_one(&mut self, manifest_path: &Path, grants: &Grants) {
+        let loaded = load_skill(&self.runtime, manifest_path, grants).await;
         match loaded {
             Ok(skill) => {
                 if let Some(first) = self.skills.get(&skill.manifest.name) {
@@ -109,6 +142,15 @@ impl Registry {
         self.skills.values()
     }
 
+    /// Every secret value the loaded skills' policies add, for the redactor of replies.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.skills
+            .values()
+            .filter_map(|s| s.http.as_deref())
+            .flat_map(|p| p.secret_values().map(str::to_owned))
+            .collect()
+    }
+
     /// Why the skills that are not loaded failed to load.
     pub fn errors(&self) -> &[LoadError] {
         &self.errors
@@ -129,6 +171,7 @@ impl Registry {
             &self.runtime,
             &skill.pre,
             &skill.manifest,
+            skill.http.clone(),
             arguments,
             context,
         )
@@ -174,11 +217,22 @@ fn find_skill_files(dir: &Path) -> Result<SkillFiles, LoadError> {
     Ok(found)
 }
 
-async fn load_skill(runtime: &Runtime, manifest_path: &Path) -> Result<Skill, LoadError> {
+async fn load_skill(
+    runtime: &Runtime,
+    manifest_path: &Path,
+    grants: &Grants,
+) -> Result<Skill, LoadError> {
     let manifest = Manifest::from_file(manifest_path).map_err(|e| LoadError::Manifest {
         path: manifest_path.to_owned(),
         reason: e.to_string(),
     })?;
+    let (http, missing_secrets) =
+        http_policy(&manifest, grants)
+            .await
+            .map_err(|reason| LoadError::Grant {
+                path: manifest_path.to_owned(),
+                reason,
+            })?;
     let component = manifest_path.with_extension("wasm");
     let pre = runtime.prepare(&component)?;
     let describe_error = |reason: String| LoadError::Describe {
@@ -217,5 +271,35 @@ async fn load_skill(runtime: &Runtime, manifest_path: &Path) -> Result<Skill, Lo
         manifest,
         component,
         pre,
+        http,
+        missing_secrets,
     })
+}
+
+/// The skill's effective HTTP policy, and the secrets it names that are not set.
+async fn http_policy(
+    manifest: &Manifest,
+    grants: &Grants,
+) -> Result<(Option<Arc<HttpPolicy>>, Vec<String>), String> {
+    let asked = &manifest.capabilities;
+    let Some(grant) = grants.http.get(&manifest.name) else {
+        if !asked.http.is_empty() {
+            tracing::info!(skill = %manifest.name, "skill asks for HTTP but has no [skills.{}] grant; its requests will be refused", manifest.name);
+        }
+        return Ok((None, Vec::new()));
+    };
+    let mut secrets = Vec::new();
+    let mut missing = Vec::new();
+    for rule in &asked.secrets {
+        match grants.secrets.get(&rule.name).await {
+            Some(value) => secrets.push((rule.clone(), value)),
+            None => {
+                tracing::warn!(skill = %manifest.name, secret = %rule.name, env = %crate::secrets::env_name(&rule.name), "secret not set; requests go without it");
+                missing.push(rule.name.clone());
+            }
+        }
+    }
+    let policy =
+        HttpPolicy::new(&manifest.name, &asked.http, grant, secrets).map_err(|e| e.to_string())?;
+    Ok((policy.map(Arc::new), missing))
 }

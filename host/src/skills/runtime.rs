@@ -84,6 +84,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         SkillWorld::add_to_linker::<CallState, HasLog>(&mut linker, |state| &mut state.log)
             .map_err(engine_error)?;
 
