@@ -110,6 +110,15 @@ pub fn tavily_error(status: u16, message: &str) -> Scripted {
     Scripted::status(status, json!({ "detail": { "error": message } }))
 }
 
+/// A Microsoft Graph error body.
+pub fn graph_error(status: u16, code: &str, message: &str) -> Scripted {
+    Scripted::status(
+        status,
+        json!({ "error": { "code": code, "message": message,
+        "innerError": { "request-id": "1d6a1c9c", "date": "2026-11-25T12:00:00" } } }),
+    )
+}
+
 /// An OpenAI error body.
 pub fn llm_error(status: u16, message: &str) -> Scripted {
     Scripted::status(
@@ -123,7 +132,7 @@ pub struct FakeState {
     requests: Mutex<Vec<Recorded>>,
     llm: Mutex<VecDeque<Scripted>>,
     platform: Mutex<VecDeque<Scripted>>,
-    tavily: Mutex<VecDeque<Scripted>>,
+    api: Mutex<VecDeque<Scripted>>,
     arrived: Notify,
 }
 
@@ -160,9 +169,9 @@ impl Fake {
         self.state.platform.lock().unwrap().extend(answers);
     }
 
-    /// Queues answers for the Tavily search API.
-    pub fn script_tavily(&self, answers: impl IntoIterator<Item = Scripted>) {
-        self.state.tavily.lock().unwrap().extend(answers);
+    /// Queues answers for the third-party APIs skills call (Tavily, Graph).
+    pub fn script_api(&self, answers: impl IntoIterator<Item = Scripted>) {
+        self.state.api.lock().unwrap().extend(answers);
     }
 
     /// Every request whose path contains `part`.
@@ -222,9 +231,26 @@ async fn handle(
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| llm_text("default answer"))
-    } else if path == "/search" {
-        let next = state.tavily.lock().unwrap().pop_front();
-        next.unwrap_or_else(|| tavily_results(&body))
+    } else if path == "/search" || path.starts_with("/v1.0/") {
+        let next = state.api.lock().unwrap().pop_front();
+        next.unwrap_or_else(|| {
+            if path == "/search" {
+                tavily_results(&body)
+            } else if path.ends_with("/events") {
+                let mut event = body.clone();
+                event["id"] = json!("AAMkAGI2TG93AAA=");
+                event["webLink"] =
+                    json!("https://outlook.office365.com/owa/?itemid=AAMkAGI2TG93AAA%3D");
+                Scripted::status(201, event)
+            } else if path.ends_with("/sendMail") {
+                Scripted::status(202, Value::Null)
+            } else {
+                Scripted::status(
+                    404,
+                    json!({"error": {"code": "ResourceNotFound", "message": "Resource not found"}}),
+                )
+            }
+        })
     } else {
         let next = state.platform.lock().unwrap().pop_front();
         next.unwrap_or_else(|| {

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use molten::config::Secret;
 use molten::secrets::LocalSecrets;
-use molten::skills::{Grants, HttpGrant, HttpRule, InvokeError};
+use molten::skills::{Grants, HttpRule, InvokeError, SkillGrant};
 use serde_json::{json, Value};
 
 use crate::support::{built, install, temp_dir, Host};
@@ -77,7 +77,7 @@ async fn server() -> (SocketAddr, Seen) {
 }
 
 /// The probe, asking for `asked`, with a secret for 127.0.0.1, granted `granted`.
-async fn probe(asked: &[String], granted: HttpGrant) -> Host {
+async fn probe(asked: &[String], granted: SkillGrant) -> Host {
     let dir = temp_dir();
     let skills = dir.path().join("skills");
     let list = asked
@@ -111,12 +111,12 @@ async fn probe(asked: &[String], granted: HttpGrant) -> Host {
     host
 }
 
-fn grant(rules: &[&str]) -> HttpGrant {
-    HttpGrant {
+fn grant(rules: &[&str]) -> SkillGrant {
+    SkillGrant {
         http: rules.iter().map(|r| HttpRule::parse(r).unwrap()).collect(),
         requests_per_minute: 60,
         max_response_bytes: 1 << 20,
-        ..HttpGrant::default()
+        ..SkillGrant::default()
     }
 }
 
@@ -135,7 +135,7 @@ async fn fetch(host: &Host, url: &str) -> Result<Value, String> {
 async fn without_a_grant_nothing_leaves() {
     let (addr, seen) = server().await;
     let asked = vec![format!("http://{addr}")];
-    let host = probe(&asked, HttpGrant::default()).await;
+    let host = probe(&asked, SkillGrant::default()).await;
     let refused = fetch(&host, &format!("http://{addr}/echo"))
         .await
         .unwrap_err();

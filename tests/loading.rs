@@ -258,8 +258,14 @@ async fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), registry.skills().count(), "one entry a skill: {entries:?}");
-    assert!(entries.iter().all(|e| e.extension().is_some_and(|e| e == "cwasm")));
+    assert_eq!(
+        entries.len(),
+        registry.skills().count(),
+        "one entry a skill: {entries:?}"
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e.extension().is_some_and(|e| e == "cwasm")));
 
     // Corrupted entries are discarded and rewritten, not trusted.
     for entry in &entries {

@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod confinement;
 mod fakes;
+mod graph;
 mod http;
 mod limits;
 mod loading;

@@ -142,3 +142,34 @@ pub fn share_compile_cache(data: &Path) {
     std::fs::create_dir_all(&shared).unwrap();
     let _ = std::os::unix::fs::symlink(&shared, cache.join("components"));
 }
+
+/// `molten skill run SKILL ARGS` with `config` in a fresh data directory and `env` set;
+/// returns success, stdout and stderr. Blocks: call it off the async runtime.
+pub fn skill_run(
+    config: &str,
+    skill: &str,
+    args: &str,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let dir = temp_dir();
+    share_compile_cache(dir.path());
+    let path = dir.path().join("molten.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--skills-dir")
+        .arg(root().join("target").join("skills"))
+        .args(["skill", "run", skill, args])
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

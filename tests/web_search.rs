@@ -2,13 +2,12 @@
 //! server speaking Tavily's request and response shapes (errors included), through
 //! `molten skill run` and through the LLM loop of `molten serve`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::fakes::*;
-use crate::support::{root, share_compile_cache, temp_dir};
+use crate::support::skill_run;
 
 const KEY: &str = "tvly-test-key-0123456789abcdef";
 
@@ -21,27 +20,12 @@ fn grant(fake: &Fake) -> String {
     )
 }
 
-fn skill_run(config: &str, args: &str) -> (bool, String, String) {
-    let dir = temp_dir();
-    share_compile_cache(dir.path());
-    let path = dir.path().join("molten.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_molten"))
-        .arg("--config")
-        .arg(&path)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--skills-dir")
-        .arg(root().join("target").join("skills"))
-        .args(["skill", "run", "web_search", args])
-        .env("MOLTEN_SECRET_TAVILY_API_KEY", KEY)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+fn run(config: &str, args: &str) -> (bool, String, String) {
+    skill_run(
+        config,
+        "web_search",
+        args,
+        &[("MOLTEN_SECRET_TAVILY_API_KEY", KEY)],
     )
 }
 
@@ -52,7 +36,7 @@ async fn search_through_the_cli() {
     let args = r#"{"query": "molten rock", "max_results": 2, "topic": "news", "days": 3}"#;
     let (ok, stdout, stderr) = tokio::task::spawn_blocking({
         let config = config.clone();
-        move || skill_run(&config, args)
+        move || run(&config, args)
     })
     .await
     .unwrap();
@@ -81,39 +65,39 @@ async fn search_through_the_cli() {
 async fn api_errors_are_readable_and_bad_input_sends_nothing() {
     let fake = Fake::start().await;
     let config = grant(&fake);
-    fake.script_tavily([
+    fake.script_api([
         tavily_error(401, "Unauthorized: missing or invalid API key."),
         tavily_error(429, "Too many requests"),
         tavily_error(400, "Query is invalid."),
     ]);
-    let run = |args: &'static str| {
+    let run_async = |args: &'static str| {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || skill_run(&config, args))
+        tokio::task::spawn_blocking(move || run(&config, args))
     };
-    let (ok, _, err) = run(r#"{"query": "a"}"#).await.unwrap();
+    let (ok, _, err) = run_async(r#"{"query": "a"}"#).await.unwrap();
     assert!(
         !ok && err.contains("refused the API key") && err.contains("HTTP 401"),
         "{err}"
     );
-    let (_, _, err) = run(r#"{"query": "b"}"#).await.unwrap();
+    let (_, _, err) = run_async(r#"{"query": "b"}"#).await.unwrap();
     assert!(
         err.contains("rate limiting") && err.contains("429"),
         "{err}"
     );
-    let (_, _, err) = run(r#"{"query": "c"}"#).await.unwrap();
+    let (_, _, err) = run_async(r#"{"query": "c"}"#).await.unwrap();
     assert!(err.contains("Query is invalid."), "{err}");
     for bad in [
         r#"{"query": "  "}"#,
         r#"{"query": "x", "max_results": 50}"#,
         r#"{"q": "x"}"#,
     ] {
-        let (ok, _, err) = run(bad).await.unwrap();
+        let (ok, _, err) = run_async(bad).await.unwrap();
         assert!(!ok && err.contains("invalid input"), "{bad}: {err}");
     }
     assert_eq!(fake.requests("/search").len(), 3);
 
     // Without the operator's grant, the skill says so and nothing leaves.
-    let (ok, _, err) = tokio::task::spawn_blocking(|| skill_run("", r#"{"query": "d"}"#))
+    let (ok, _, err) = tokio::task::spawn_blocking(|| run("", r#"{"query": "d"}"#))
         .await
         .unwrap();
     assert!(!ok && err.contains("not granted"), "{err}");

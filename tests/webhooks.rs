@@ -282,7 +282,11 @@ async fn health_ready_and_admin() {
         .unwrap();
     assert_eq!(status["queue_depth"], 1, "{status}");
     assert_eq!(status["counters"]["accepted"], 1, "{status}");
-    assert_eq!(status["skills"], json!(["text_editor", "web_search"]), "{status}");
+    assert_eq!(
+        status["skills"],
+        json!(["calendar_create", "email_send", "text_editor", "web_search"]),
+        "{status}"
+    );
     assert!(!status.to_string().contains(ADMIN_TOKEN));
 
     // Without an LLM: ready says what is missing.

@@ -64,7 +64,7 @@ pub struct Config {
     /// Discord, if configured.
     pub discord: Option<DiscordConfig>,
     /// What the operator grants each skill beyond its sandbox (`[skills.<name>]`).
-    pub grants: BTreeMap<String, crate::skills::HttpGrant>,
+    pub grants: BTreeMap<String, crate::skills::SkillGrant>,
     /// Secret values by name (`[secrets]`); `MOLTEN_SECRET_<NAME>` overrides and adds.
     pub secrets: BTreeMap<String, Secret>,
 }
@@ -281,6 +281,8 @@ struct GrantFile {
     endpoints: BTreeMap<String, String>,
     requests_per_minute: Option<u32>,
     response_kb: Option<usize>,
+    #[serde(default)]
+    settings: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -569,7 +571,22 @@ impl Config {
                 })?;
                 parse_url(&format!("skills.{skill}.endpoints.\"{origin}\""), target)?;
             }
-            let grant = crate::skills::HttpGrant {
+            let settings = g
+                .settings
+                .into_iter()
+                .map(|(key, value)| match value {
+                    toml::Value::String(s) => Ok((key, s)),
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                        Ok((key, value.to_string()))
+                    }
+                    _ => Err(ConfigError::Invalid {
+                        key: format!("skills.{skill}.settings.{key}"),
+                        message: "must be a string, number or boolean".into(),
+                    }),
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()?;
+            let grant = crate::skills::SkillGrant {
+                settings,
                 http,
                 endpoints: g.endpoints,
                 requests_per_minute: positive(

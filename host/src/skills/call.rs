@@ -1,6 +1,7 @@
 //! One skill call: a fresh store holding only the granted capabilities, the limits, and the
 //! mapping of whatever happened into an [`InvokeError`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -12,7 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::bindings::molten::skill::types::{self as wit, SkillError};
 use super::bindings::{Skill as SkillWorld, SkillPre};
 use super::error::InvokeError;
-use super::host_log::LogSink;
+use super::host_log::{Imports, LogSink};
 use super::http::{HttpHooks, HttpPolicy};
 use super::manifest::{Filesystem, Manifest};
 use super::runtime::Runtime;
@@ -41,6 +42,13 @@ impl CallContext {
     }
 }
 
+/// What the operator granted a skill beyond its manifest's filesystem: HTTP and settings.
+#[derive(Default, Clone)]
+pub(crate) struct Granted {
+    pub(crate) http: Option<Arc<HttpPolicy>>,
+    pub(crate) settings: Arc<BTreeMap<String, String>>,
+}
+
 /// The data of one call's store: everything the skill can reach lives here.
 pub(crate) struct CallState {
     wasi: WasiCtx,
@@ -48,7 +56,7 @@ pub(crate) struct CallState {
     http: WasiHttpCtx,
     http_hooks: HttpHooks,
     memory: MemoryCap,
-    pub(crate) log: LogSink,
+    pub(crate) imports: Imports,
 }
 
 impl WasiHttpView for CallState {
@@ -140,7 +148,7 @@ async fn run<R>(
     pre: &SkillPre<CallState>,
     manifest: &Manifest,
     user: Option<&str>,
-    http: Option<Arc<HttpPolicy>>,
+    granted: &Granted,
     f: impl AsyncFnOnce(&SkillWorld, &mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> Result<R, InvokeError> {
     let limits = manifest.limits;
@@ -152,13 +160,18 @@ async fn run<R>(
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            http_hooks: HttpHooks { policy: http },
+            http_hooks: HttpHooks {
+                policy: granted.http.clone(),
+            },
             memory: MemoryCap {
                 limit: limits.memory_bytes,
                 used: 0,
                 hit: false,
             },
-            log: LogSink::new(&manifest.name, user.unwrap_or("-")),
+            imports: Imports {
+                log: LogSink::new(&manifest.name, user.unwrap_or("-")),
+                settings: granted.settings.clone(),
+            },
         },
         limits.fuel,
         limits.timeout,
@@ -177,7 +190,7 @@ async fn run<R>(
         fuel_used = limits.fuel - store.get_fuel().unwrap_or(0),
         "skill call finished"
     );
-    let dropped = store.data().log.dropped();
+    let dropped = store.data().imports.log.dropped();
     if dropped > 0 {
         tracing::warn!(skill = %manifest.name, dropped, "skill exceeded its log message cap");
     }
@@ -197,9 +210,14 @@ pub(crate) async fn describe(
     pre: &SkillPre<CallState>,
     manifest: &Manifest,
 ) -> Result<wit::Descriptor, InvokeError> {
-    run(runtime, pre, manifest, None, None, async |skill, store| {
-        skill.call_describe(store).await
-    })
+    run(
+        runtime,
+        pre,
+        manifest,
+        None,
+        &Granted::default(),
+        async |skill, store| skill.call_describe(store).await,
+    )
     .await
 }
 
@@ -208,7 +226,7 @@ pub(crate) async fn invoke(
     runtime: &Runtime,
     pre: &SkillPre<CallState>,
     manifest: &Manifest,
-    http: Option<Arc<HttpPolicy>>,
+    granted: &Granted,
     arguments: &str,
     context: &CallContext,
 ) -> Result<String, InvokeError> {
@@ -221,7 +239,7 @@ pub(crate) async fn invoke(
         pre,
         manifest,
         Some(&context.user_id),
-        http,
+        granted,
         async |skill, store| skill.call_invoke(store, arguments, &wit_context).await,
     )
     .await?;

@@ -1,9 +1,13 @@
-//! The `molten:skill/log` import: a skill's structured log lines, into the host's `tracing`.
+//! The imports of the `molten:skill` world: `log` (a skill's structured log lines, into the
+//! host's `tracing`) and `settings` (the operator's settings for the skill).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmtime::component::HasData;
 
-use super::bindings::molten::skill::log::{Host, Level};
-use super::bindings::molten::skill::types;
+use super::bindings::molten::skill::log::{self, Level};
+use super::bindings::molten::skill::{settings, types};
 
 /// Longest message kept; the rest is cut so one call cannot flood the host's log.
 const MAX_MESSAGE_BYTES: usize = 4096;
@@ -32,7 +36,7 @@ impl LogSink {
     }
 }
 
-impl Host for LogSink {
+impl log::Host for LogSink {
     fn log(&mut self, level: Level, mut message: String) {
         self.written = self.written.saturating_add(1);
         if self.written > MAX_MESSAGES_PER_CALL {
@@ -54,12 +58,30 @@ impl Host for LogSink {
     }
 }
 
+/// What one call's `molten:skill` imports reach.
+pub(crate) struct Imports {
+    pub(crate) log: LogSink,
+    pub(crate) settings: Arc<BTreeMap<String, String>>,
+}
+
+impl log::Host for Imports {
+    fn log(&mut self, level: Level, message: String) {
+        self.log.log(level, message)
+    }
+}
+
+impl settings::Host for Imports {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.settings.get(&key).cloned()
+    }
+}
+
 // The `types` interface has no functions; the generated linker still asks for its trait.
-impl types::Host for LogSink {}
+impl types::Host for Imports {}
 
-/// Selects the [`LogSink`] out of the store's data for the generated `add_to_linker`.
-pub(crate) struct HasLog;
+/// Selects the [`Imports`] out of the store's data for the generated `add_to_linker`.
+pub(crate) struct HasImports;
 
-impl HasData for HasLog {
-    type Data<'a> = &'a mut LogSink;
+impl HasData for HasImports {
+    type Data<'a> = &'a mut Imports;
 }

@@ -177,9 +177,11 @@ struct ResolvedSecret {
     raw: String,
 }
 
-/// The operator's side of an HTTP grant.
+/// What the operator grants one skill (`[skills.<name>]`): HTTP access and settings.
 #[derive(Debug, Clone, Default)]
-pub struct HttpGrant {
+pub struct SkillGrant {
+    /// Values the skill reads through the `settings` import.
+    pub settings: BTreeMap<String, String>,
     /// Rules granted; only those the manifest also asks for take effect.
     pub http: Vec<HttpRule>,
     /// Guest-facing origin -> real endpoint (a proxy, a regional endpoint, a test server).
@@ -202,7 +204,7 @@ impl HttpPolicy {
     pub fn new(
         skill: &str,
         asked: &[HttpRule],
-        grant: &HttpGrant,
+        grant: &SkillGrant,
         secrets: Vec<(crate::skills::manifest::SecretRule, Secret)>,
     ) -> Result<Option<Self>, GrantError> {
         let rules: Vec<HttpRule> = asked

@@ -21,7 +21,7 @@ mod sandbox;
 
 pub use call::CallContext;
 pub use error::{EngineError, InvokeError, LoadError};
-pub use http::{HttpGrant, HttpPolicy, HttpRule};
+pub use http::{HttpPolicy, HttpRule, SkillGrant};
 pub use manifest::Manifest;
 pub use registry::{Grants, Registry, Skill, ToolDefinition};
 pub use runtime::{Runtime, RuntimeConfig};

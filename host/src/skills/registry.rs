@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::bindings::SkillPre;
-use super::call::{self, CallContext, CallState};
+use super::call::{self, CallContext, CallState, Granted};
 use super::error::{InvokeError, LoadError};
-use super::http::{HttpGrant, HttpPolicy};
+use super::http::{HttpPolicy, SkillGrant};
 use super::manifest::Manifest;
 use super::runtime::Runtime;
 use crate::secrets::{LocalSecrets, SecretStore};
@@ -18,7 +18,7 @@ use crate::secrets::{LocalSecrets, SecretStore};
 #[derive(Clone)]
 pub struct Grants {
     /// `[skills.<name>]` of the config.
-    pub http: BTreeMap<String, HttpGrant>,
+    pub http: BTreeMap<String, SkillGrant>,
     /// Resolves the secrets manifests name.
     pub secrets: Arc<dyn SecretStore>,
 }
@@ -49,7 +49,7 @@ pub struct Skill {
     definition: ToolDefinition,
     component: PathBuf,
     pre: SkillPre<CallState>,
-    http: Option<Arc<HttpPolicy>>,
+    granted: Granted,
     missing_secrets: Vec<String>,
 }
 
@@ -71,7 +71,7 @@ impl Skill {
 
     /// The HTTP access in effect (manifest and grant agreeing), if any.
     pub fn http(&self) -> Option<&HttpPolicy> {
-        self.http.as_deref()
+        self.granted.http.as_deref()
     }
 
     /// Secrets the manifest names that no secret store has: requests go without them.
@@ -146,7 +146,7 @@ impl Registry {
     pub fn secret_values(&self) -> Vec<String> {
         self.skills
             .values()
-            .filter_map(|s| s.http.as_deref())
+            .filter_map(|s| s.granted.http.as_deref())
             .flat_map(|p| p.secret_values().map(str::to_owned))
             .collect()
     }
@@ -171,7 +171,7 @@ impl Registry {
             &self.runtime,
             &skill.pre,
             &skill.manifest,
-            skill.http.clone(),
+            &skill.granted,
             arguments,
             context,
         )
@@ -262,6 +262,7 @@ async fn load_skill(
                 .into(),
         ));
     }
+    let manifest_name = manifest.name.clone();
     Ok(Skill {
         definition: ToolDefinition {
             name: descriptor.name,
@@ -271,7 +272,16 @@ async fn load_skill(
         manifest,
         component,
         pre,
-        http,
+        granted: Granted {
+            http,
+            settings: Arc::new(
+                grants
+                    .http
+                    .get(&manifest_name)
+                    .map(|g| g.settings.clone())
+                    .unwrap_or_default(),
+            ),
+        },
         missing_secrets,
     })
 }

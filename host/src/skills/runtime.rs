@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::{Skill as SkillWorld, SkillPre};
 use super::call::CallState;
 use super::error::{EngineError, LoadError};
-use super::host_log::HasLog;
+use super::host_log::HasImports;
 use super::manifest::MAX_MEMORY_MB;
 use super::sandbox::Sandboxes;
 
@@ -85,7 +85,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
-        SkillWorld::add_to_linker::<CallState, HasLog>(&mut linker, |state| &mut state.log)
+        SkillWorld::add_to_linker::<CallState, HasImports>(&mut linker, |state| &mut state.imports)
             .map_err(engine_error)?;
 
         Ok(Self {

@@ -3,6 +3,8 @@
 //! The host decides what a request may reach and adds secrets itself; a refused request comes
 //! back as an [`Error`] naming the host's reason, which a skill can pass on to the model.
 
+pub mod graph;
+
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
