@@ -25,6 +25,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as sent, for bodies that are not JSON (forms).
+    pub raw: String,
     pub at: Instant,
 }
 
@@ -216,10 +218,12 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.to_string();
+    let raw = String::from_utf8_lossy(&body).into_owned();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     state.requests.lock().unwrap().push(Recorded {
         path: path.clone(),
         headers,
+        raw,
         body: body.clone(),
         at: Instant::now(),
     });
@@ -231,6 +235,11 @@ async fn handle(
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| llm_text("default answer"))
+    } else if path.ends_with("/oauth2/v2.0/token") {
+        Scripted::ok(
+            json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+                            "access_token": "eyJ0eXAiOiJKV1QifQ.client-credentials-token.c2ln"}),
+        )
     } else if path == "/search" || path.starts_with("/v1.0/") {
         let next = state.api.lock().unwrap().pop_front();
         next.unwrap_or_else(|| {

@@ -237,3 +237,43 @@ async fn the_model_sends_an_email() {
     assert_eq!(result["content"], "Sent \"Lunch\" to ada@contoso.com.");
     assert!(!result.to_string().contains("graph-test-token"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_graph_token_comes_from_client_credentials() {
+    let fake = Fake::start().await;
+    let mut config = grant(&fake, "mailbox = \"ada@contoso.com\"");
+    config.push_str(&format!(
+        "\n[graph]\ntenant_id = \"tenant-1\"\nclient_id = \"app-1\"\nauthority = \"{}\"\n",
+        fake.url()
+    ));
+    let args = json!({"to": ["bob@contoso.com"], "subject": "Hi", "body": "from the app"});
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        skill_run(
+            &config,
+            "email_send",
+            &args.to_string(),
+            &[("MOLTEN_GRAPH_CLIENT_SECRET", "client-secret-value-123")],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.starts_with("Sent \"Hi\""), "{out}");
+    let token = fake.requests("/oauth2/v2.0/token");
+    assert_eq!(token[0].path, "/tenant-1/oauth2/v2.0/token");
+    let form = &token[0].raw;
+    for part in [
+        "grant_type=client_credentials",
+        "client_id=app-1",
+        "client_secret=client-secret-value-123",
+        "scope=https%3A%2F%2Fgraph.microsoft.com%2F.default",
+    ] {
+        assert!(form.contains(part), "{form}");
+    }
+    let mail = fake.requests("/sendMail");
+    assert_eq!(mail[0].path, "/v1.0/users/ada@contoso.com/sendMail");
+    assert_eq!(
+        mail[0].headers["authorization"],
+        "Bearer eyJ0eXAiOiJKV1QifQ.client-credentials-token.c2ln"
+    );
+}

@@ -67,6 +67,22 @@ pub struct Config {
     pub grants: BTreeMap<String, crate::skills::SkillGrant>,
     /// Secret values by name (`[secrets]`); `MOLTEN_SECRET_<NAME>` overrides and adds.
     pub secrets: BTreeMap<String, Secret>,
+    /// Client credentials for the Graph token (`graph-token`), if configured.
+    pub graph: Option<GraphConfig>,
+}
+
+/// `[graph]`: an Entra application whose client-credentials token becomes the `graph-token`
+/// secret (unless `graph-token` is set directly).
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// Directory (tenant) id.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
+    /// Entra authority.
+    pub authority: reqwest::Url,
 }
 
 /// `[server]`
@@ -244,6 +260,9 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_SLACK_API_BASE", "slack", "api_base"),
     ("MOLTEN_DISCORD_PUBLIC_KEY", "discord", "public_key"),
     ("MOLTEN_DISCORD_API_BASE", "discord", "api_base"),
+    ("MOLTEN_GRAPH_TENANT_ID", "graph", "tenant_id"),
+    ("MOLTEN_GRAPH_CLIENT_ID", "graph", "client_id"),
+    ("MOLTEN_GRAPH_CLIENT_SECRET", "graph", "client_secret"),
 ];
 
 /// The file as written; every key optional.
@@ -270,6 +289,16 @@ struct File {
     skills: BTreeMap<String, GrantFile>,
     #[serde(default)]
     secrets: BTreeMap<String, Secret>,
+    graph: Option<GraphFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphFile {
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    authority: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -602,8 +631,41 @@ impl Config {
             };
             grants.insert(skill, grant);
         }
+        let graph = file
+            .graph
+            .map(|g| -> Result<_, ConfigError> {
+                let missing = |key: &str, env: &str| ConfigError::Invalid {
+                    key: format!("graph.{key}"),
+                    message: format!(
+                        "missing: copy it from the Entra app registration (or set {env})"
+                    ),
+                };
+                Ok(GraphConfig {
+                    tenant_id: g
+                        .tenant_id
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| missing("tenant_id", "MOLTEN_GRAPH_TENANT_ID"))?,
+                    client_id: g
+                        .client_id
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| missing("client_id", "MOLTEN_GRAPH_CLIENT_ID"))?,
+                    client_secret: required_secret(
+                        "graph.client_secret",
+                        g.client_secret,
+                        "MOLTEN_GRAPH_CLIENT_SECRET",
+                    )?,
+                    authority: parse_url(
+                        "graph.authority",
+                        g.authority
+                            .as_deref()
+                            .unwrap_or("https://login.microsoftonline.com"),
+                    )?,
+                })
+            })
+            .transpose()?;
         Ok(Self {
             grants,
+            graph,
             secrets: file.secrets,
             queue_path: data_dir.join("queue.db"),
             data_dir,
@@ -623,10 +685,27 @@ impl Config {
     /// The operator's grants for [`crate::skills::Registry::load`], with secrets from the
     /// process environment and `[secrets]`.
     pub fn grants(&self) -> crate::skills::Grants {
+        use crate::secrets::{ClientCredentials, LayeredSecrets, LocalSecrets};
+        let mut tokens = BTreeMap::new();
+        if let Some(g) = &self.graph {
+            match ClientCredentials::new(
+                &g.authority,
+                &g.tenant_id,
+                &g.client_id,
+                g.client_secret.clone(),
+                "https://graph.microsoft.com/.default",
+            ) {
+                Ok(source) => {
+                    tokens.insert("graph-token".to_owned(), std::sync::Arc::new(source));
+                }
+                Err(e) => tracing::error!(error = %e, "graph.authority is unusable"),
+            }
+        }
         crate::skills::Grants {
             http: self.grants.clone(),
-            secrets: std::sync::Arc::new(crate::secrets::LocalSecrets::from_process(
-                self.secrets.clone(),
+            secrets: std::sync::Arc::new(LayeredSecrets::new(
+                LocalSecrets::from_process(self.secrets.clone()),
+                tokens,
             )),
         }
     }
@@ -652,6 +731,9 @@ impl Config {
             secrets.push(&s.bot_token);
         }
         secrets.extend(self.secrets.values());
+        if let Some(g) = &self.graph {
+            secrets.push(&g.client_secret);
+        }
         secrets
             .into_iter()
             .map(|s| s.expose().to_owned())

@@ -1,12 +1,13 @@
 //! Where secret values come from. Skills name secrets in their manifests; the host resolves the
 //! names here and adds the values to allowed requests itself, so a skill never holds one.
 //!
-//! The embedded default reads `[secrets]` of the config file and `MOLTEN_SECRET_<NAME>`
-//! environment variables (the name upper-cased, `-` as `_`); Azure Key Vault implements the same
-//! trait.
+//! The embedded default reads `MOLTEN_SECRET_<NAME>` environment variables (the name
+//! upper-cased, `-` as `_`), then `[secrets]` of the config file, then tokens the host fetches
+//! itself (the Graph token by client credentials); Azure Key Vault implements the same trait.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::Secret;
 
@@ -52,6 +53,119 @@ impl SecretStore for LocalSecrets {
             .filter(|v| !v.is_empty())
             .map(Secret::new)
             .or_else(|| self.file.get(name).cloned())
+    }
+}
+
+/// An OAuth 2.0 client-credentials access token (Microsoft Entra ID), fetched by the host and
+/// cached until five minutes before it expires. Skills never see the client secret or the
+/// token; the host adds the token to their requests like any other secret.
+pub struct ClientCredentials {
+    token_url: reqwest::Url,
+    client_id: String,
+    client_secret: Secret,
+    scope: String,
+    http: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(Secret, Instant)>>,
+}
+
+/// Tokens are renewed this long before they expire.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+
+impl ClientCredentials {
+    /// A token source for `scope` from `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub fn new(
+        authority: &reqwest::Url,
+        tenant: &str,
+        client_id: &str,
+        client_secret: Secret,
+        scope: &str,
+    ) -> Result<Self, String> {
+        let mut token_url = authority.clone();
+        token_url
+            .path_segments_mut()
+            .map_err(|()| format!("{authority} cannot be a base URL"))?
+            .pop_if_empty()
+            .extend([tenant, "oauth2", "v2.0", "token"]);
+        Ok(Self {
+            token_url,
+            client_id: client_id.to_owned(),
+            client_secret,
+            scope: scope.to_owned(),
+            http: crate::net::client_builder()
+                .build()
+                .map_err(|e| e.to_string())?,
+            cached: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// A valid token, from the cache or freshly fetched.
+    pub async fn token(&self) -> Result<Secret, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, expires)) = cached.as_ref() {
+            if Instant::now() + TOKEN_MARGIN < *expires {
+                return Ok(token.clone());
+            }
+        }
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose())
+            .append_pair("scope", &self.scope)
+            .finish();
+        let response = self
+            .http
+            .post(self.token_url.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| format!("the token endpoint {} did not answer: {e}", self.token_url))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let Some(token) = body["access_token"]
+            .as_str()
+            .filter(|_| status.is_success())
+        else {
+            return Err(format!(
+                "the token endpoint refused the client credentials ({status}: {} {}); check graph.tenant_id, graph.client_id and MOLTEN_GRAPH_CLIENT_SECRET",
+                body["error"].as_str().unwrap_or_default(),
+                body["error_description"].as_str().unwrap_or_default()
+            ));
+        };
+        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(3600));
+        let token = Secret::new(token);
+        *cached = Some((token.clone(), Instant::now() + lifetime));
+        Ok(token)
+    }
+}
+
+/// Static secrets first, then tokens the host fetches itself, by secret name.
+pub struct LayeredSecrets {
+    local: LocalSecrets,
+    tokens: BTreeMap<String, Arc<ClientCredentials>>,
+}
+
+impl LayeredSecrets {
+    /// `local`, with `tokens` answering the names it does not have.
+    pub fn new(local: LocalSecrets, tokens: BTreeMap<String, Arc<ClientCredentials>>) -> Self {
+        Self { local, tokens }
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretStore for LayeredSecrets {
+    async fn get(&self, name: &str) -> Option<Secret> {
+        if let Some(value) = self.local.get(name).await {
+            return Some(value);
+        }
+        match self.tokens.get(name)?.token().await {
+            Ok(token) => Some(token),
+            Err(e) => {
+                tracing::error!(secret = name, error = %e, "cannot obtain a token");
+                None
+            }
+        }
     }
 }
 

@@ -22,7 +22,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiHttpHooks};
 
-use crate::config::Secret;
+use crate::secrets::SecretStore;
+use crate::skills::manifest::SecretRule;
 
 /// Largest request body a skill may send.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -164,7 +165,8 @@ pub struct HttpPolicy {
     rules: Vec<HttpRule>,
     /// Guest-facing origin -> where requests for it really go.
     endpoints: Vec<(HttpRule, reqwest::Url)>,
-    secrets: Vec<ResolvedSecret>,
+    secrets: Vec<SecretRule>,
+    store: Arc<dyn SecretStore>,
     client: reqwest::Client,
     max_response: usize,
     rate: RateLimit,
@@ -200,12 +202,14 @@ pub struct GrantError(pub String);
 
 impl HttpPolicy {
     /// The effective policy of `skill`: the manifest's `asked` rules that `grant` also lists,
-    /// with `secrets` (name, rule, value) resolved. `None` when nothing is granted.
+    /// adding the manifest's `secrets`, looked up in `store` for every request (so tokens that
+    /// expire are fetched again). `None` when nothing is granted.
     pub fn new(
         skill: &str,
         asked: &[HttpRule],
         grant: &SkillGrant,
-        secrets: Vec<(crate::skills::manifest::SecretRule, Secret)>,
+        secrets: &[SecretRule],
+        store: Arc<dyn SecretStore>,
     ) -> Result<Option<Self>, GrantError> {
         let rules: Vec<HttpRule> = asked
             .iter()
@@ -227,23 +231,10 @@ impl HttpPolicy {
             .iter()
             .filter_map(|(_, t)| t.host_str().map(str::to_ascii_lowercase))
             .collect();
-        let secrets = secrets
-            .into_iter()
-            .map(|(rule, value)| {
-                let text = rule.format.replacen("{}", value.expose(), 1);
-                let mut header_value = http::HeaderValue::from_str(&text).map_err(|_| {
-                    GrantError(format!("secret `{}` cannot be sent in a header", rule.name))
-                })?;
-                header_value.set_sensitive(true);
-                Ok(ResolvedSecret {
-                    host: rule.host.to_ascii_lowercase(),
-                    header: http::HeaderName::from_bytes(rule.header.as_bytes())
-                        .map_err(|e| GrantError(e.to_string()))?,
-                    value: header_value,
-                    raw: value.expose().to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>, GrantError>>()?;
+        for rule in secrets {
+            http::HeaderName::from_bytes(rule.header.as_bytes())
+                .map_err(|e| GrantError(format!("secret `{}`: {e}", rule.name)))?;
+        }
         let client = crate::net::client_builder()
             .dns_resolver(Arc::new(CheckedResolver { explicit }))
             // Redirects are followed by `send`, which checks every hop.
@@ -254,7 +245,8 @@ impl HttpPolicy {
             skill: skill.to_owned(),
             rules,
             endpoints,
-            secrets,
+            secrets: secrets.to_vec(),
+            store,
             client,
             max_response: grant.max_response_bytes,
             rate: RateLimit::new(grant.requests_per_minute),
@@ -266,9 +258,32 @@ impl HttpPolicy {
         &self.rules
     }
 
-    /// The secret values this policy adds, for the redactor of replies.
-    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
-        self.secrets.iter().map(|s| s.raw.as_str())
+    /// The current values of the skill's secrets; a secret the store does not have is left out
+    /// (its requests go without it).
+    async fn resolve_secrets(&self) -> Vec<ResolvedSecret> {
+        let mut out = Vec::new();
+        for rule in &self.secrets {
+            let Some(value) = self.store.get(&rule.name).await else {
+                tracing::warn!(skill = %self.skill, secret = %rule.name, "secret not available; sending without it");
+                continue;
+            };
+            let text = rule.format.replacen("{}", value.expose(), 1);
+            let (Ok(header), Ok(mut header_value)) = (
+                http::HeaderName::from_bytes(rule.header.as_bytes()),
+                http::HeaderValue::from_str(&text),
+            ) else {
+                tracing::warn!(skill = %self.skill, secret = %rule.name, "secret cannot be sent in a header");
+                continue;
+            };
+            header_value.set_sensitive(true);
+            out.push(ResolvedSecret {
+                host: rule.host.to_ascii_lowercase(),
+                header,
+                value: header_value,
+                raw: value.expose().to_owned(),
+            });
+        }
+        out
     }
 
     /// Checks and sends one request of the skill, following granted redirects.
@@ -286,6 +301,7 @@ impl HttpPolicy {
             return Err(HttpError::ConnectionLimitReached);
         }
         let body = Limited::collect(body, MAX_REQUEST_BYTES).await?;
+        let secrets = self.resolve_secrets().await;
         let timeout = options
             .and_then(|o| o.first_byte_timeout.or(o.connect_timeout))
             .unwrap_or(DEFAULT_TIMEOUT);
@@ -297,7 +313,7 @@ impl HttpPolicy {
             let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
             let mut headers = parts.headers.clone();
             headers.remove(http::header::HOST);
-            for secret in self.secrets.iter().filter(|s| s.host == host) {
+            for secret in secrets.iter().filter(|s| s.host == host) {
                 headers.insert(secret.header.clone(), secret.value.clone());
                 secret_sent = true;
             }
@@ -311,7 +327,10 @@ impl HttpPolicy {
             if let Some(bytes) = body.clone() {
                 request = request.body(bytes);
             }
-            let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e, &secrets))?;
             tracing::info!(
                 skill = %self.skill, method = %method, url = %url, status = response.status().as_u16(),
                 ms = started.elapsed().as_millis() as u64, "skill HTTP request"
@@ -344,7 +363,7 @@ impl HttpPolicy {
                     continue;
                 }
             }
-            return self.to_wasi_response(response).await;
+            return self.to_wasi_response(response, &secrets).await;
         }
         Err(HttpError::LoopDetected)
     }
@@ -417,7 +436,7 @@ impl HttpPolicy {
         real
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> HttpError {
+    fn transport_error(&self, e: &reqwest::Error, secrets: &[ResolvedSecret]) -> HttpError {
         tracing::warn!(skill = %self.skill, error = %e, "skill HTTP request failed");
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
         let mut internal = false;
@@ -432,13 +451,14 @@ impl HttpPolicy {
         } else if e.is_connect() {
             HttpError::ConnectionRefused
         } else {
-            HttpError::InternalError(Some(self.redact(&e.to_string())))
+            HttpError::InternalError(Some(redact(&e.to_string(), secrets)))
         }
     }
 
     async fn to_wasi_response(
         &self,
         response: reqwest::Response,
+        secrets: &[ResolvedSecret],
     ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, HttpError> {
         let status = response.status();
         let mut headers = http::HeaderMap::new();
@@ -451,7 +471,7 @@ impl HttpPolicy {
                 continue;
             }
             let text = String::from_utf8_lossy(value.as_bytes());
-            let clean = self.redact(&text);
+            let clean = redact(&text, secrets);
             if let Ok(value) = http::HeaderValue::from_str(&clean) {
                 headers.append(name.clone(), value);
             }
@@ -461,7 +481,7 @@ impl HttpPolicy {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.transport_error(&e))?
+            .map_err(|e| self.transport_error(&e, secrets))?
         {
             if body.len() + chunk.len() > self.max_response {
                 tracing::warn!(skill = %self.skill, cap = self.max_response, "HTTP response larger than the cap: refused");
@@ -471,7 +491,7 @@ impl HttpPolicy {
             }
             body.extend_from_slice(&chunk);
         }
-        let body = self.redact_bytes(body);
+        let body = redact_bytes(body, secrets);
         let mut out = http::Response::new(
             Full::new(Bytes::from(body))
                 .map_err(|never: std::convert::Infallible| match never {})
@@ -481,43 +501,44 @@ impl HttpPolicy {
         *out.headers_mut() = headers;
         Ok(out)
     }
+}
 
-    fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.secrets {
-            if !secret.raw.is_empty() {
-                out = out.replace(&secret.raw, crate::llm::safety::REDACTED);
-            }
+/// `text` with every secret value replaced.
+fn redact(text: &str, secrets: &[ResolvedSecret]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if !secret.raw.is_empty() {
+            out = out.replace(&secret.raw, crate::llm::safety::REDACTED);
         }
-        out
     }
+    out
+}
 
-    fn redact_bytes(&self, body: Vec<u8>) -> Vec<u8> {
-        if self.secrets.is_empty() {
-            return body;
-        }
-        match String::from_utf8(body) {
-            Ok(text) => self.redact(&text).into_bytes(),
-            Err(e) => {
-                // Binary: replace byte runs equal to a secret.
-                let mut bytes = e.into_bytes();
-                for secret in &self.secrets {
-                    let needle = secret.raw.as_bytes();
-                    if needle.is_empty() {
-                        continue;
-                    }
-                    let mut i = 0;
-                    while i + needle.len() <= bytes.len() {
-                        if &bytes[i..i + needle.len()] == needle {
-                            bytes.splice(i..i + needle.len(), crate::llm::safety::REDACTED.bytes());
-                            i += crate::llm::safety::REDACTED.len();
-                        } else {
-                            i += 1;
-                        }
+/// A body with every secret value replaced, text or binary.
+fn redact_bytes(body: Vec<u8>, secrets: &[ResolvedSecret]) -> Vec<u8> {
+    if secrets.is_empty() {
+        return body;
+    }
+    match String::from_utf8(body) {
+        Ok(text) => redact(&text, secrets).into_bytes(),
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            for secret in secrets {
+                let needle = secret.raw.as_bytes();
+                if needle.is_empty() {
+                    continue;
+                }
+                let mut i = 0;
+                while i + needle.len() <= bytes.len() {
+                    if &bytes[i..i + needle.len()] == needle {
+                        bytes.splice(i..i + needle.len(), crate::llm::safety::REDACTED.bytes());
+                        i += crate::llm::safety::REDACTED.len();
+                    } else {
+                        i += 1;
                     }
                 }
-                bytes
             }
+            bytes
         }
     }
 }

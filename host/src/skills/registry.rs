@@ -50,6 +50,7 @@ pub struct Skill {
     component: PathBuf,
     pre: SkillPre<CallState>,
     granted: Granted,
+    secret_values: Vec<String>,
     missing_secrets: Vec<String>,
 }
 
@@ -142,12 +143,12 @@ impl Registry {
         self.skills.values()
     }
 
-    /// Every secret value the loaded skills' policies add, for the redactor of replies.
+    /// Every secret value the loaded skills' policies added at load time, for the redactor of
+    /// replies (tokens fetched later are JWTs, which the redactor recognises by shape).
     pub fn secret_values(&self) -> Vec<String> {
         self.skills
             .values()
-            .filter_map(|s| s.granted.http.as_deref())
-            .flat_map(|p| p.secret_values().map(str::to_owned))
+            .flat_map(|s| s.secret_values.iter().cloned())
             .collect()
     }
 
@@ -226,7 +227,7 @@ async fn load_skill(
         path: manifest_path.to_owned(),
         reason: e.to_string(),
     })?;
-    let (http, missing_secrets) =
+    let (http, secret_values, missing_secrets) =
         http_policy(&manifest, grants)
             .await
             .map_err(|reason| LoadError::Grant {
@@ -282,34 +283,43 @@ async fn load_skill(
                     .unwrap_or_default(),
             ),
         },
+        secret_values,
         missing_secrets,
     })
 }
 
-/// The skill's effective HTTP policy, and the secrets it names that are not set.
+/// The skill's effective HTTP policy, and its secrets: the values set now (for the redactor of
+/// replies) and the names not set anywhere.
 async fn http_policy(
     manifest: &Manifest,
     grants: &Grants,
-) -> Result<(Option<Arc<HttpPolicy>>, Vec<String>), String> {
+) -> Result<(Option<Arc<HttpPolicy>>, Vec<String>, Vec<String>), String> {
     let asked = &manifest.capabilities;
     let Some(grant) = grants.http.get(&manifest.name) else {
         if !asked.http.is_empty() {
             tracing::info!(skill = %manifest.name, "skill asks for HTTP but has no [skills.{}] grant; its requests will be refused", manifest.name);
         }
-        return Ok((None, Vec::new()));
+        return Ok((None, Vec::new(), Vec::new()));
     };
-    let mut secrets = Vec::new();
-    let mut missing = Vec::new();
-    for rule in &asked.secrets {
-        match grants.secrets.get(&rule.name).await {
-            Some(value) => secrets.push((rule.clone(), value)),
-            None => {
-                tracing::warn!(skill = %manifest.name, secret = %rule.name, env = %crate::secrets::env_name(&rule.name), "secret not set; requests go without it");
-                missing.push(rule.name.clone());
+    let policy = HttpPolicy::new(
+        &manifest.name,
+        &asked.http,
+        grant,
+        &asked.secrets,
+        grants.secrets.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let (mut values, mut missing) = (Vec::new(), Vec::new());
+    if policy.is_some() {
+        for rule in &asked.secrets {
+            match grants.secrets.get(&rule.name).await {
+                Some(value) => values.push(value.expose().to_owned()),
+                None => {
+                    tracing::warn!(skill = %manifest.name, secret = %rule.name, env = %crate::secrets::env_name(&rule.name), "secret not set; requests go without it");
+                    missing.push(rule.name.clone());
+                }
             }
         }
     }
-    let policy =
-        HttpPolicy::new(&manifest.name, &asked.http, grant, secrets).map_err(|e| e.to_string())?;
-    Ok((policy.map(Arc::new), missing))
+    Ok((policy.map(Arc::new), values, missing))
 }
