@@ -204,7 +204,7 @@ async fn email_send_checks_recipients_and_sends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_model_sends_an_email() {
+async fn the_model_sends_an_email_and_books_the_lunch() {
     let fake = Fake::start().await;
     let mut config = config(&fake, &grant(&fake, ""));
     config.push_str(&format!("\n[secrets]\n\"graph-token\" = \"{TOKEN}\"\n"));
