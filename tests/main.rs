@@ -12,6 +12,7 @@ mod limits;
 mod loading;
 mod pipeline;
 mod queue;
+mod store;
 mod text_editor;
 mod web_search;
 mod webhooks;

@@ -1,0 +1,139 @@
+//! The Store contract, run against the embedded SQLite store. Written over `dyn Store` so the
+//! Azure store can run the same suite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use molten::store::{SessionMessage, SkillCallRecord, SqliteStore, Store, UsageRecord};
+
+use crate::support::temp_dir;
+
+fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = temp_dir();
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    (dir, Arc::new(store))
+}
+
+fn msg(role: &str, content: &str) -> SessionMessage {
+    SessionMessage {
+        role: role.into(),
+        content: content.into(),
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test]
+async fn sessions_append_keep_the_newest_and_expire() {
+    let (_dir, store) = sqlite();
+    assert!(store.session("telegram:1", DAY).await.unwrap().is_empty());
+    store
+        .append_session("telegram:1", &[msg("user", "a"), msg("assistant", "b")], 3)
+        .await
+        .unwrap();
+    store
+        .append_session("telegram:1", &[msg("user", "c"), msg("assistant", "d")], 3)
+        .await
+        .unwrap();
+    let kept = store.session("telegram:1", DAY).await.unwrap();
+    assert_eq!(
+        kept,
+        vec![
+            msg("assistant", "b"),
+            msg("user", "c"),
+            msg("assistant", "d")
+        ]
+    );
+    assert!(
+        store.session("telegram:2", DAY).await.unwrap().is_empty(),
+        "chats are separate"
+    );
+
+    // Idle longer than the TTL: a fresh start, and pruning removes it.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let ttl = Duration::from_millis(10);
+    assert!(store.session("telegram:1", ttl).await.unwrap().is_empty());
+    store.prune(DAY, ttl).await.unwrap();
+    assert!(store.session("telegram:1", DAY).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_appends_lose_nothing() {
+    let (_dir, store) = sqlite();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_session("slack:C1", &[msg("user", &i.to_string())], 100)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.session("slack:C1", DAY).await.unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn replied_marks_and_the_cache() {
+    let (_dir, store) = sqlite();
+    assert!(!store.replied("telegram:5").await.unwrap());
+    store.mark_replied("telegram:5").await.unwrap();
+    store.mark_replied("telegram:5").await.unwrap();
+    assert!(store.replied("telegram:5").await.unwrap());
+
+    assert_eq!(store.cache_get("k").await.unwrap(), None);
+    store.cache_put("k", "v1", DAY).await.unwrap();
+    store.cache_put("k", "v2", DAY).await.unwrap();
+    assert_eq!(store.cache_get("k").await.unwrap().as_deref(), Some("v2"));
+    store
+        .cache_put("short", "x", Duration::from_millis(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(store.cache_get("short").await.unwrap(), None, "expired");
+
+    // Old reply marks are pruned.
+    store.prune(Duration::from_millis(10), DAY).await.unwrap();
+    assert!(!store.replied("telegram:5").await.unwrap());
+}
+
+#[tokio::test]
+async fn usage_and_skill_log_add_up() {
+    let (_dir, store) = sqlite();
+    for (prompt, completion, cost) in [(100, 20, 0.01), (50, 5, 0.002)] {
+        store
+            .record_usage(&UsageRecord {
+                user: "telegram:1".into(),
+                model: "m".into(),
+                llm_calls: 2,
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                cost_usd: cost,
+            })
+            .await
+            .unwrap();
+    }
+    for success in [true, false, true] {
+        store
+            .record_skill_call(&SkillCallRecord {
+                user: "telegram:1".into(),
+                session: "telegram:1".into(),
+                skill: "text_editor".into(),
+                parameters: "{}".into(),
+                success,
+                error: (!success).then(|| "error: denied".into()),
+                duration: Duration::from_millis(3),
+            })
+            .await
+            .unwrap();
+    }
+    let totals = store.totals().await.unwrap();
+    assert_eq!(totals.messages, 2);
+    assert_eq!((totals.prompt_tokens, totals.completion_tokens), (150, 25));
+    assert!((totals.cost_usd - 0.012).abs() < 1e-12);
+    assert_eq!((totals.skill_calls, totals.skill_failures), (3, 1));
+}
