@@ -114,6 +114,13 @@ impl Service {
                 limits,
             ))
         });
+        if config
+            .telegram
+            .as_ref()
+            .is_some_and(|t| t.secret_token.is_none())
+        {
+            tracing::warn!("telegram.secret_token is not set: anyone who finds /webhook/telegram can post to it; set it and pass it to setWebhook");
+        }
         if agent.is_none() {
             tracing::warn!(
                 "no language model configured: messages get a reply saying so; see /ready"
