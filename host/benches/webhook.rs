@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -150,10 +150,6 @@ fn ack() {
     );
 }
 
-/// Time each sendMessage arrived, by chat text.
-#[derive(Clone, Default)]
-struct Sent(Arc<Mutex<Option<mpsc::UnboundedSender<Instant>>>>);
-
 async fn fake_llm(Json(request): Json<Value>) -> Json<Value> {
     let last = request["messages"]
         .as_array()
@@ -172,19 +168,16 @@ async fn fake_llm(Json(request): Json<Value>) -> Json<Value> {
     )
 }
 
-async fn fake_telegram(State(sent): State<Sent>) -> Json<Value> {
-    if let Some(tx) = sent.0.lock().unwrap().as_ref() {
-        let _ = tx.send(Instant::now());
-    }
+/// Reports when each reply arrived.
+async fn fake_telegram(State(sent): State<mpsc::UnboundedSender<Instant>>) -> Json<Value> {
+    let _ = sent.send(Instant::now());
     Json(json!({"ok": true, "result": {"message_id": 1}}))
 }
 
 fn pipeline() {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = server_runtime();
-    let sent = Sent::default();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    *sent.0.lock().unwrap() = Some(tx);
+    let (sent, mut rx) = mpsc::unbounded_channel();
     let fake = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(fake_llm))
         .fallback(axum::routing::post(fake_telegram))

@@ -392,14 +392,6 @@ const DEFAULT_SYSTEM_PROMPT: &str =
 You can call tools; files you create live in the user's sandbox under /tmp.";
 
 impl Config {
-    /// Data directory and skills only, for commands that need no file (`molten skill ...`).
-    pub fn resolve(
-        data_dir: Option<PathBuf>,
-        skills_dirs: Vec<PathBuf>,
-    ) -> Result<Self, ConfigError> {
-        Self::build(File::default(), data_dir, skills_dirs)
-    }
-
     /// Reads the config file (`config` if given, else `<data dir>/molten.toml` if present),
     /// applies `MOLTEN_*` overrides from `env`, and validates.
     pub fn load(
@@ -873,14 +865,18 @@ mod tests {
 
     #[test]
     fn skills_default_to_the_data_dir() {
-        let config = Config::resolve(Some("/data".into()), Vec::new()).unwrap();
-        assert_eq!(config.skills_dirs, vec![PathBuf::from("/data/skills")]);
+        let config = Config::load(None, Some("/nonexistent".into()), Vec::new(), |_| None).unwrap();
+        assert_eq!(
+            config.skills_dirs,
+            vec![PathBuf::from("/nonexistent/skills")]
+        );
     }
 
     #[test]
     fn explicit_skills_dirs_win() {
         let dirs = vec![PathBuf::from("a"), PathBuf::from("b")];
-        let config = Config::resolve(Some("/data".into()), dirs.clone()).unwrap();
+        let config =
+            Config::load(None, Some("/nonexistent".into()), dirs.clone(), |_| None).unwrap();
         assert_eq!(config.skills_dirs, dirs);
     }
 

@@ -75,10 +75,11 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        // A std channel: tokio's would refuse to block inside a runtime (as tests do).
         let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        }))?;
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
         rx.recv().map_err(|_| E::from(stopped()))?
     }
 
@@ -92,14 +93,21 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        }))?;
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
         rx.await.map_err(|_| E::from(stopped()))?
     }
 
-    fn submit(&self, job: Job) -> Result<(), DbError> {
-        self.jobs.send(job).map_err(|_| stopped())
+    /// Queues `f` for the database thread, which hands its result to `deliver`.
+    fn submit<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> R + Send + 'static,
+        deliver: impl FnOnce(R) + Send + 'static,
+    ) -> Result<(), DbError> {
+        self.jobs
+            .send(Box::new(move |conn| deliver(f(conn))))
+            .map_err(|_| stopped())
     }
 }
 

@@ -176,7 +176,7 @@ impl Worker {
             (refusal, false)
         } else if let Some(agent) = &self.agent {
             match agent.answer(envelope).await {
-                Ok(answer) => (answer.text, true),
+                Ok(text) => (text, true),
                 Err(TurnError::Llm(e)) => {
                     tracing::error!(error = %e, "the model failed; apologising");
                     Metrics::bump(&self.metrics.llm_failures);

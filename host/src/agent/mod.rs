@@ -42,15 +42,6 @@ pub struct Agent {
     price: Option<Price>,
 }
 
-/// What [`Agent::answer`] produced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    /// The reply, secrets redacted.
-    pub text: String,
-    /// What it cost.
-    pub usage: UsageRecord,
-}
-
 /// Settings the agent takes from the `[llm]` section and the price table.
 pub struct AgentLimits {
     /// `max_tokens` of every request.
@@ -84,9 +75,9 @@ impl Agent {
         }
     }
 
-    /// Answers one message. Does not save the session: the caller does that once the reply has
+    /// Answers one message with redacted text, logging its usage. Does not save the session: the caller does that once the reply has
     /// been delivered, so a redelivered message does not appear twice in the history.
-    pub async fn answer(&self, envelope: &Envelope) -> Result<Answer, TurnError> {
+    pub async fn answer(&self, envelope: &Envelope) -> Result<String, TurnError> {
         let history = self
             .store
             .session(&envelope.session_key(), self.config.session_ttl)
@@ -146,7 +137,7 @@ impl Agent {
                 / 1000.0;
         }
         self.store.record_usage(&usage).await?;
-        Ok(Answer { text, usage })
+        Ok(text)
     }
 
     /// One model call, answered from the cache when an identical text answer is fresh there.

@@ -136,17 +136,17 @@ where
     Fut: std::future::Future<Output = Result<(), ChannelError>>,
 {
     let mut delay = BACKOFF;
-    for n in 1..=ATTEMPTS {
+    let mut made = 1;
+    loop {
         match attempt().await {
-            Err(ChannelError::Transient { retry_after, .. }) if n < ATTEMPTS => {
-                let wait = retry_after.unwrap_or(delay).min(MAX_WAIT);
-                tokio::time::sleep(wait).await;
+            Err(ChannelError::Transient { retry_after, .. }) if made < ATTEMPTS => {
+                tokio::time::sleep(retry_after.unwrap_or(delay).min(MAX_WAIT)).await;
                 delay *= 2;
+                made += 1;
             }
             other => return other,
         }
     }
-    unreachable!("the last attempt returns")
 }
 
 /// Classifies an HTTP failure: 429 and 5xx are transient, other statuses a refusal.

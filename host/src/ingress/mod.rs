@@ -145,8 +145,8 @@ impl AppState {
         serde_json::from_slice(body).map_err(|e| self.reject(AppError::BadRequest(e.to_string())))
     }
 
-    /// Queues a message unless it was queued before; returns whether it was new.
-    async fn accept(&self, envelope: &Envelope) -> Result<bool, AppError> {
+    /// Queues a message unless it was queued before (a platform resend).
+    async fn accept(&self, envelope: &Envelope) -> Result<(), AppError> {
         let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
         let body = serde_json::to_string(envelope).map_err(|e| unavailable(&e))?;
         let queued = self
@@ -156,11 +156,11 @@ impl AppState {
             .map_err(|e| unavailable(&e))?;
         if queued.is_none() {
             Metrics::bump(&self.metrics.duplicates);
-            return Ok(false);
+            return Ok(());
         }
         Metrics::bump(&self.metrics.accepted);
         self.wake.notify_one();
-        Ok(true)
+        Ok(())
     }
 
     /// Counts an update that needs no answer.

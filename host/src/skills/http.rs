@@ -300,7 +300,7 @@ impl HttpPolicy {
             tracing::warn!(skill = %self.skill, "HTTP rate limit reached");
             return Err(HttpError::ConnectionLimitReached);
         }
-        let body = Limited::collect(body, MAX_REQUEST_BYTES).await?;
+        let body = collect_body(body, MAX_REQUEST_BYTES).await?;
         let secrets = self.resolve_secrets().await;
         let timeout = options
             .and_then(|o| o.first_byte_timeout.or(o.connect_timeout))
@@ -567,15 +567,10 @@ fn literal_ip_of(host: &str) -> Option<IpAddr> {
 }
 
 /// Collects a request body up to a cap.
-struct Limited;
-
-impl Limited {
-    async fn collect(body: wasmtime_wasi_http::WasiBody, cap: usize) -> Result<Bytes, HttpError> {
-        let limited = http_body_util::Limited::new(body, cap);
-        match limited.collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(_) => Err(HttpError::HttpRequestBodySize(Some(cap as u64))),
-        }
+async fn collect_body(body: wasmtime_wasi_http::WasiBody, cap: usize) -> Result<Bytes, HttpError> {
+    match http_body_util::Limited::new(body, cap).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(HttpError::HttpRequestBodySize(Some(cap as u64))),
     }
 }
 
