@@ -25,8 +25,8 @@ fn readme_walkthrough() {
     assert!(list.status.success(), "{}", text(&list.stderr));
     let listed = text(&list.stdout);
     // Sorted by name; every built-in skill is listed.
-    assert!(listed.starts_with("calendar_create\n"), "{listed}");
-    for name in ["email_send", "text_editor", "web_search"] {
+    assert!(listed.starts_with("bash\n"), "{listed}");
+    for name in ["calendar_create", "email_send", "text_editor", "web_search"] {
         assert!(listed.contains(&format!("\n{name}\n")), "{listed}");
     }
     assert!(

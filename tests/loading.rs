@@ -242,6 +242,7 @@ async fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
     let load = || async {
         let runtime = Runtime::new(RuntimeConfig {
             sandbox_root: dir.path().join("sandboxes"),
+            sandbox_quota: molten::skills::DEFAULT_QUOTA_BYTES,
             cache_dir: Some(cache.clone()),
         })
         .unwrap();

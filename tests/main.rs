@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bash;
 mod cli;
 mod confinement;
 mod fakes;

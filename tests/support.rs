@@ -53,13 +53,24 @@ impl Host {
 
     /// Loads the skills in `dirs` with the operator's `grants`, keeping sandboxes in `dir`.
     pub async fn load_granted(dir: TempDir, dirs: &[PathBuf], grants: &Grants) -> Self {
+        Self::load_with(dir, dirs, grants, molten::skills::DEFAULT_QUOTA_BYTES).await
+    }
+
+    async fn load_with(dir: TempDir, dirs: &[PathBuf], grants: &Grants, quota: u64) -> Self {
         let runtime = Runtime::new(RuntimeConfig {
             sandbox_root: dir.path().join("sandboxes"),
+            sandbox_quota: quota,
             cache_dir: Some(root().join("target").join("test-cache")),
         })
         .expect("engine starts");
         let registry = Registry::load(Arc::new(runtime), dirs, grants).await;
         Self { registry, dir }
+    }
+
+    /// The built-in skills with sandboxes of `quota` bytes.
+    pub async fn with_quota(quota: u64) -> Self {
+        let skills = [root().join("target").join("skills")];
+        Self::load_with(temp_dir(), &skills, &Grants::default(), quota).await
     }
 
     /// The built-in skills, all of which must load.

@@ -284,7 +284,13 @@ async fn health_ready_and_admin() {
     assert_eq!(status["counters"]["accepted"], 1, "{status}");
     assert_eq!(
         status["skills"],
-        json!(["calendar_create", "email_send", "text_editor", "web_search"]),
+        json!([
+            "bash",
+            "calendar_create",
+            "email_send",
+            "text_editor",
+            "web_search"
+        ]),
         "{status}"
     );
     assert!(!status.to_string().contains(ADMIN_TOKEN));

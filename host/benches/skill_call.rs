@@ -57,6 +57,7 @@ fn bench_skill_calls() -> Stats {
         let runtime = Runtime::new(RuntimeConfig {
             sandbox_root: work.path().join("sandboxes"),
             cache_dir: Some(root.join("target/bench-cache")),
+            sandbox_quota: molten::skills::DEFAULT_QUOTA_BYTES,
         })
         .expect("engine");
         let registry = tokio.block_on(Registry::load(

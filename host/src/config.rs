@@ -69,6 +69,8 @@ pub struct Config {
     pub secrets: BTreeMap<String, Secret>,
     /// Client credentials for the Graph token (`graph-token`), if configured.
     pub graph: Option<GraphConfig>,
+    /// Most bytes one user's sandbox may hold (`[sandbox] quota_mb`).
+    pub sandbox_quota_bytes: u64,
 }
 
 /// `[graph]`: an Entra application whose client-credentials token becomes the `graph-token`
@@ -290,6 +292,14 @@ struct File {
     #[serde(default)]
     secrets: BTreeMap<String, Secret>,
     graph: Option<GraphFile>,
+    #[serde(default)]
+    sandbox: SandboxFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxFile {
+    quota_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -392,6 +402,14 @@ const DEFAULT_SYSTEM_PROMPT: &str =
 You can call tools; files you create live in the user's sandbox under /tmp.";
 
 impl Config {
+    /// Where and how the skill runtime keeps its state.
+    pub fn runtime(&self) -> crate::skills::RuntimeConfig {
+        crate::skills::RuntimeConfig {
+            sandbox_quota: self.sandbox_quota_bytes,
+            ..crate::skills::RuntimeConfig::in_data_dir(&self.data_dir)
+        }
+    }
+
     /// Reads the config file (`config` if given, else `<data dir>/molten.toml` if present),
     /// applies `MOLTEN_*` overrides from `env`, and validates.
     pub fn load(
@@ -667,6 +685,11 @@ impl Config {
             llm,
             agent,
             safety,
+            sandbox_quota_bytes: positive(
+                "sandbox.quota_mb",
+                file.sandbox.quota_mb,
+                crate::skills::DEFAULT_QUOTA_BYTES >> 20,
+            )? << 20,
             prices: file.prices,
             telegram,
             slack,

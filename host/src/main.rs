@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use molten::config::Config;
 use molten::service::{Role, Service};
-use molten::skills::{CallContext, Registry, Runtime, RuntimeConfig, Skill};
+use molten::skills::{CallContext, Registry, Runtime, Skill};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::watch;
 
@@ -185,7 +185,7 @@ async fn chat(mut config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(RuntimeConfig::in_data_dir(&config.data_dir))?;
+    let runtime = Runtime::new(config.runtime())?;
     let registry = Registry::load(Arc::new(runtime), &config.skills_dirs, &config.grants()).await;
     match command {
         SkillCommand::List => list(&registry),

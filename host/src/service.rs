@@ -15,7 +15,7 @@ use crate::llm::safety::{Redactor, SafetyFilter};
 use crate::llm::OpenAiClient;
 use crate::metrics::Metrics;
 use crate::queue::{SqliteQueue, WorkQueue};
-use crate::skills::{Registry, Runtime, RuntimeConfig};
+use crate::skills::{Registry, Runtime};
 use crate::store::{SqliteStore, Store};
 use crate::worker::Worker;
 
@@ -88,7 +88,7 @@ impl Service {
         let config = Arc::new(config);
         let queue: Arc<dyn WorkQueue> = Arc::new(SqliteQueue::open(&config.queue_path)?);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.state_path())?);
-        let runtime = Runtime::new(RuntimeConfig::in_data_dir(&config.data_dir))?;
+        let runtime = Runtime::new(config.runtime())?;
         let registry = Arc::new(
             Registry::load(Arc::new(runtime), &config.skills_dirs, &config.grants()).await,
         );

@@ -16,6 +16,7 @@ use super::error::InvokeError;
 use super::host_log::{Imports, LogSink};
 use super::http::{HttpHooks, HttpPolicy};
 use super::manifest::{Filesystem, Manifest};
+use super::quota::Quota;
 use super::runtime::Runtime;
 
 /// How much of the skill's stderr is kept to explain a crash (a panic message, say).
@@ -114,16 +115,18 @@ impl ResourceLimiter for MemoryCap {
 }
 
 /// Builds the WASI context from the manifest: deny by default, grant only what it asks for.
+/// Also measures the sandbox against its quota, when there is one.
 fn wasi_context(
     runtime: &Runtime,
     manifest: &Manifest,
     user: Option<&str>,
     stderr: MemoryOutputPipe,
-) -> Result<WasiCtx, InvokeError> {
+) -> Result<(WasiCtx, Option<Arc<Quota>>), InvokeError> {
     // No env, no args, closed stdin, stdout discarded, no preopens, no sockets, no DNS.
     let mut builder = WasiCtxBuilder::new();
     builder.stderr(stderr).allow_tcp(false).allow_udp(false);
     let sandboxed_user = user.filter(|_| manifest.capabilities.filesystem == Filesystem::Sandbox);
+    let mut quota = None;
     if let Some(user) = sandboxed_user {
         let sandbox_error = |e: &dyn std::fmt::Display| InvokeError::Sandbox {
             user: user.to_owned(),
@@ -133,11 +136,12 @@ fn wasi_context(
             .sandboxes()
             .dir_for(user)
             .map_err(|e| sandbox_error(&e))?;
+        quota = Some(Quota::measure(&dir, runtime.sandbox_quota()).map_err(|e| sandbox_error(&e))?);
         builder
             .preopened_dir(&dir, "/tmp", FsPerms::ReadWrite)
             .map_err(|e| sandbox_error(&e))?;
     }
-    Ok(builder.build())
+    Ok((builder.build(), quota))
 }
 
 /// Runs `f` on a fresh instance of the skill prepared in `pre`, under `manifest`'s limits.
@@ -153,7 +157,7 @@ async fn run<R>(
 ) -> Result<R, InvokeError> {
     let limits = manifest.limits;
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-    let wasi = wasi_context(runtime, manifest, user, stderr.clone())?;
+    let (wasi, quota) = wasi_context(runtime, manifest, user, stderr.clone())?;
     let _permit = runtime.call_permit().await;
     let mut store = runtime.new_store(
         CallState {
@@ -171,6 +175,7 @@ async fn run<R>(
             imports: Imports {
                 log: LogSink::new(&manifest.name, user.unwrap_or("-")),
                 settings: granted.settings.clone(),
+                quota,
             },
         },
         limits.fuel,

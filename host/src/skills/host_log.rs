@@ -1,5 +1,6 @@
 //! The imports of the `molten:skill` world: `log` (a skill's structured log lines, into the
-//! host's `tracing`) and `settings` (the operator's settings for the skill).
+//! host's `tracing`) and `settings` (the operator's settings for the skill); `sandbox` is in
+//! [`super::quota`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,6 +63,8 @@ impl log::Host for LogSink {
 pub(crate) struct Imports {
     pub(crate) log: LogSink,
     pub(crate) settings: Arc<BTreeMap<String, String>>,
+    /// The sandbox's quota, when the call has a sandbox.
+    pub(crate) quota: Option<Arc<super::quota::Quota>>,
 }
 
 impl log::Host for Imports {

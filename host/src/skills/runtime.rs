@@ -35,6 +35,8 @@ pub struct RuntimeConfig {
     pub sandbox_root: PathBuf,
     /// Directory of compiled components, or `None` to compile on every load.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes one user's sandbox may hold.
+    pub sandbox_quota: u64,
 }
 
 impl RuntimeConfig {
@@ -43,6 +45,7 @@ impl RuntimeConfig {
         Self {
             sandbox_root: data_dir.join("sandboxes"),
             cache_dir: Some(data_dir.join("cache").join("components")),
+            sandbox_quota: super::quota::DEFAULT_QUOTA_BYTES,
         }
     }
 }
@@ -52,6 +55,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     sandboxes: Sandboxes,
+    sandbox_quota: u64,
     cache_dir: Option<PathBuf>,
     permits: Semaphore,
     _ticker: EpochTicker,
@@ -85,6 +89,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
+        super::quota::add_to_linker(&mut linker).map_err(engine_error)?;
         SkillWorld::add_to_linker::<CallState, HasImports>(&mut linker, |state| &mut state.imports)
             .map_err(engine_error)?;
 
@@ -94,6 +99,7 @@ impl Runtime {
             engine,
             linker,
             sandboxes: Sandboxes::new(config.sandbox_root),
+            sandbox_quota: config.sandbox_quota,
             cache_dir: config.cache_dir,
             permits: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
         })
@@ -102,6 +108,11 @@ impl Runtime {
     /// The per-user sandbox directories.
     pub fn sandboxes(&self) -> &Sandboxes {
         &self.sandboxes
+    }
+
+    /// Most bytes one user's sandbox may hold.
+    pub fn sandbox_quota(&self) -> u64 {
+        self.sandbox_quota
     }
 
     /// Compiles the component at `path` (or loads it from the cache) and links it against the

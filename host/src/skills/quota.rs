@@ -1,0 +1,274 @@
+//! The size quota of a user's sandbox. wasmtime-wasi has no hook on filesystem writes, so the
+//! four `wasi:filesystem` functions that add bytes (`write`, `write-via-stream`,
+//! `append-via-stream`, `set-size`) are shadowed in the linker by versions that first charge
+//! the call's [`Quota`]; past it a write fails with `insufficient-space` (ENOSPC), which the
+//! guest sees as "No space left on device". Everything else stays wasmtime-wasi's own.
+//!
+//! Deleting a file (`unlink-file-at`) gives its bytes back. Otherwise the quota is conservative:
+//! usage is measured on disk when a call starts and every byte written during the call is
+//! charged, even one that overwrites existing data or follows a truncation.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wasmtime::component::{Linker, Resource};
+use wasmtime::StoreContextMut;
+use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, HostDescriptor, PathFlags};
+use wasmtime_wasi::p2::{
+    DynOutputStream, FsError, OutputStream, Pollable, StreamError, StreamResult,
+};
+use wasmtime_wasi::WasiView;
+
+use super::bindings::molten::skill::sandbox::{self, Sizes};
+use super::call::CallState;
+use super::host_log::Imports;
+
+/// Default quota of a sandbox: 100 MiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 100 << 20;
+/// The `wasi:filesystem/types` version wasmtime-wasi 48 links; the shadowing must name it.
+const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+/// Linux's ENOSPC, which wasmtime-wasi maps to `insufficient-space`.
+const ENOSPC: i32 = 28;
+
+/// The bytes one call may still add to its sandbox.
+#[derive(Debug)]
+pub(crate) struct Quota {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl Quota {
+    /// Measures `dir` (apparent sizes of every file under it) against `limit`.
+    pub(crate) fn measure(dir: &Path, limit: u64) -> io::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            limit,
+            used: AtomicU64::new(tree_size(dir)?),
+        }))
+    }
+
+    /// Charges `bytes`, or refuses when they would not fit.
+    fn charge(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` a deletion freed.
+    fn credit(&self, bytes: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
+
+    fn sizes(&self) -> Sizes {
+        Sizes {
+            quota: self.limit,
+            used: self.used.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Apparent size of everything under `dir`; symlinks count as themselves, never followed.
+fn tree_size(dir: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            tree_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+fn disk_full() -> io::Error {
+    io::Error::from_raw_os_error(ENOSPC)
+}
+
+impl sandbox::Host for Imports {
+    fn usage(&mut self) -> Sizes {
+        self.quota
+            .as_ref()
+            .map_or(Sizes { quota: 0, used: 0 }, |q| q.sizes())
+    }
+}
+
+/// An output stream to a sandbox file that charges the quota before each write.
+struct QuotaStream {
+    inner: DynOutputStream,
+    quota: Arc<Quota>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for QuotaStream {
+    async fn ready(&mut self) {
+        self.inner.ready().await
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for QuotaStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if !self.quota.charge(bytes.len() as u64) {
+            return Err(StreamError::LastOperationFailed(disk_full().into()));
+        }
+        self.inner.write(bytes)
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.inner.flush()
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        self.inner.check_write()
+    }
+
+    async fn cancel(&mut self) {
+        self.inner.cancel().await
+    }
+}
+
+fn error_code(e: FsError) -> wasmtime::Result<ErrorCode> {
+    e.downcast()
+}
+
+/// Puts the stream wasmtime-wasi opened behind a [`QuotaStream`] when the call has a quota.
+fn wrap_stream(
+    state: &mut CallState,
+    opened: Result<Resource<DynOutputStream>, FsError>,
+) -> wasmtime::Result<(Result<Resource<DynOutputStream>, ErrorCode>,)> {
+    let stream = match opened {
+        Ok(stream) => stream,
+        Err(e) => return Ok((Err(error_code(e)?),)),
+    };
+    let Some(quota) = state.imports.quota.clone() else {
+        return Ok((Ok(stream),));
+    };
+    let table = state.ctx().table;
+    let inner = table.delete(stream)?;
+    let wrapped: DynOutputStream = Box::new(QuotaStream { inner, quota });
+    Ok((Ok(table.push(wrapped)?),))
+}
+
+/// Shadows the writing functions of `wasi:filesystem/types` with quota-charging versions, and
+/// file deletion with one that gives the bytes back.
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(FILESYSTEM_TYPES)?;
+    types.func_wrap(
+        "[method]descriptor.write-via-stream",
+        |mut store: StoreContextMut<'_, CallState>, (fd, offset): (Resource<Descriptor>, u64)| {
+            let state = store.data_mut();
+            let opened = state.filesystem().write_via_stream(fd, offset);
+            wrap_stream(state, opened)
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.append-via-stream",
+        |mut store: StoreContextMut<'_, CallState>, (fd,): (Resource<Descriptor>,)| {
+            let state = store.data_mut();
+            let opened = state.filesystem().append_via_stream(fd);
+            wrap_stream(state, opened)
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.write",
+        |mut store: StoreContextMut<'_, CallState>,
+         (fd, buffer, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                if let Some(quota) = &state.imports.quota {
+                    if !quota.charge(buffer.len() as u64) {
+                        return Ok((Err(ErrorCode::InsufficientSpace),));
+                    }
+                }
+                match state.filesystem().write(fd, buffer, offset).await {
+                    Ok(n) => Ok((Ok(n),)),
+                    Err(e) => Ok((Err(error_code(e)?),)),
+                }
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.set-size",
+        |mut store: StoreContextMut<'_, CallState>, (fd, size): (Resource<Descriptor>, u64)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                if let Some(quota) = state.imports.quota.clone() {
+                    let current = match state
+                        .filesystem()
+                        .stat(Resource::new_borrow(fd.rep()))
+                        .await
+                    {
+                        Ok(stat) => stat.size,
+                        Err(e) => return Ok((Err(error_code(e)?),)),
+                    };
+                    if size > current && !quota.charge(size - current) {
+                        return Ok((Err(ErrorCode::InsufficientSpace),));
+                    }
+                }
+                match state.filesystem().set_size(fd, size).await {
+                    Ok(()) => Ok((Ok(()),)),
+                    Err(e) => Ok((Err(error_code(e)?),)),
+                }
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.unlink-file-at",
+        |mut store: StoreContextMut<'_, CallState>, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let dir = Resource::new_borrow(fd.rep());
+                let freed = match state
+                    .filesystem()
+                    .stat_at(dir, PathFlags::empty(), path.clone())
+                    .await
+                {
+                    // A file with other hard links keeps its blocks.
+                    Ok(stat) if stat.link_count <= 1 => stat.size,
+                    _ => 0,
+                };
+                match state.filesystem().unlink_file_at(fd, path).await {
+                    Ok(()) => {
+                        if let Some(quota) = &state.imports.quota {
+                            quota.credit(freed);
+                        }
+                        Ok((Ok(()),))
+                    }
+                    Err(e) => Ok((Err(error_code(e)?),)),
+                }
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_until_the_limit_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), vec![0; 600]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b"), vec![0; 300]).unwrap();
+        let quota = Quota::measure(dir.path(), 1000).unwrap();
+        assert_eq!(quota.sizes().used, 900);
+        assert!(quota.charge(100));
+        assert!(!quota.charge(1), "past the limit");
+        assert_eq!(quota.sizes().used, 1000);
+    }
+}
