@@ -399,3 +399,50 @@ async fn writes_past_the_quota_fail_like_a_full_disk() {
     assert_eq!(run.stdout, "fits\n", "{run:?}");
     assert_untouched(&canaries);
 }
+
+#[tokio::test]
+async fn listings_sizes_and_dates_have_the_coreutils_shape() {
+    let host = Host::builtin().await;
+    let run = bash(
+        &host,
+        "u",
+        "mkdir d; printf '%05000d' 0 > d/f; ls -l d; ls -lh d; du -sh d; du -s d; df -h; df; date; date -u +%Y",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let re = |p: &str| regex::Regex::new(p).unwrap();
+    assert_eq!(lines[0], "total 8");
+    assert!(
+        re(r"^-rw-r--r-- 1 user user 5000 [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9] f$")
+            .is_match(lines[1]),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "total 8.0K");
+    assert!(
+        lines[3].starts_with("-rw-r--r-- 1 user user 4.9K "),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(lines[4], "12K\td");
+    assert_eq!(lines[5], "12\td");
+    assert_eq!(lines[6], "Filesystem      Size  Used Avail Use% Mounted on");
+    assert!(
+        re(r"^sandbox +100M +5\.0K +100M +1% /tmp$").is_match(lines[7]),
+        "{}",
+        lines[7]
+    );
+    assert!(
+        lines[8].starts_with("Filesystem     1K-blocks"),
+        "{}",
+        lines[8]
+    );
+    assert!(
+        re(r"^sandbox +102400 +5 +102395 +1% /tmp$").is_match(lines[9]),
+        "{}",
+        lines[9]
+    );
+    assert!(re(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9] UTC 20[0-9]{2}$").is_match(lines[10]), "{}", lines[10]);
+    assert!(re(r"^20[0-9]{2}$").is_match(lines[11]), "{}", lines[11]);
+}

@@ -1,6 +1,10 @@
 //! `$(( ))`, `(( ))` and `for (( ))`: brush-parser parses the expression, this evaluates it in
 //! 64-bit wrapping arithmetic as bash does. Variables hold decimal text; unset or empty is 0.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use brush_parser::ast::{
     ArithmeticExpr as E, ArithmeticTarget, BinaryOperator as B, UnaryAssignmentOperator as UA,
     UnaryOperator as U,
@@ -19,12 +23,35 @@ pub fn eval_str(sh: &mut Shell, text: &str, io: &Io) -> Result<i64, Fail> {
     eval_text(sh, &expanded, 0)
 }
 
+/// Parsed expressions kept per call: a loop evaluates the same text again and again.
+const CACHE_ENTRIES: usize = 256;
+
+thread_local! {
+    static PARSED: RefCell<HashMap<String, Rc<E>>> = RefCell::new(HashMap::new());
+}
+
 fn eval_text(sh: &mut Shell, text: &str, depth: usize) -> Result<i64, Fail> {
     if text.trim().is_empty() {
         return Ok(0);
     }
-    let expr = brush_parser::arithmetic::parse(text)
-        .map_err(|_| Fail::msg(format!("{}: syntax error in expression", text.trim())))?;
+    let cached = PARSED.with(|p| p.borrow().get(text).cloned());
+    let expr = match cached {
+        Some(expr) => expr,
+        None => {
+            let expr =
+                Rc::new(brush_parser::arithmetic::parse(text).map_err(|_| {
+                    Fail::msg(format!("{}: syntax error in expression", text.trim()))
+                })?);
+            PARSED.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() >= CACHE_ENTRIES {
+                    p.clear();
+                }
+                p.insert(text.to_owned(), expr.clone());
+            });
+            expr
+        }
+    };
     eval(sh, &expr, depth)
 }
 

@@ -93,6 +93,17 @@ enum Mode {
     Single,
 }
 
+/// Whether `raw` expands to itself: no quoting, expansion, brace or glob character in it.
+fn is_literal(raw: &str) -> bool {
+    !raw.is_empty()
+        && !raw.contains(|c| {
+            matches!(
+                c,
+                '$' | '`' | '\'' | '"' | '\\' | '~' | '{' | '*' | '?' | '[' | '\n'
+            )
+        })
+}
+
 /// Expands command words into arguments.
 pub fn words(
     sh: &mut Shell,
@@ -101,6 +112,10 @@ pub fn words(
 ) -> Result<Vec<String>, Fail> {
     let mut out = Vec::new();
     for w in words {
+        if is_literal(&w.value) {
+            out.push(w.value.clone());
+            continue;
+        }
         for text in braces(&w.value) {
             let pieces = parse_word(&text)?;
             let mut fields = Fields::default();
@@ -122,6 +137,9 @@ pub fn words(
 
 /// Expands a word to one string, without splitting or globbing.
 pub fn single(sh: &mut Shell, raw: &str, io: &Io) -> Result<String, Fail> {
+    if is_literal(raw) {
+        return Ok(raw.to_owned());
+    }
     let pieces = parse_word(raw)?;
     let mut fields = Fields::default();
     expand_pieces(sh, &pieces, false, Mode::Single, &mut fields, io)?;
@@ -423,7 +441,7 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
                 let _ = io
                     .stderr
                     .write(format!("bash: {}: unbound variable\n", name_of(p)).as_bytes());
-                Err(Fail::Flow(Flow::Exit(1)))
+                Err(Fail::Flow(Flow::Exit(127)))
             }
             None => Ok(String::new()),
         }
@@ -478,7 +496,7 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
                 let _ = io
                     .stderr
                     .write(format!("bash: {}: {message}\n", name_of(parameter)).as_bytes());
-                return Err(Fail::Flow(Flow::Exit(1)));
+                return Err(Fail::Flow(Flow::Exit(127)));
             }
             value.unwrap_or_default()
         }

@@ -760,7 +760,15 @@ fn du(ctx: &mut Ctx, argv: &[String]) -> Outcome {
 fn df(ctx: &mut Ctx, argv: &[String]) -> Outcome {
     let args = Args::parse(argv, "hkPT", "", &[("human-readable", 'h')])?;
     let usage = crate::sandbox_usage();
-    let (size, used) = (usage.quota, usage.used.min(usage.quota));
+    // df counts in 1 KiB blocks: any byte used takes a block.
+    let (size, used) = (
+        usage.quota,
+        usage
+            .used
+            .div_ceil(1024)
+            .saturating_mul(1024)
+            .min(usage.quota),
+    );
     let avail = size - used;
     let percent = if size == 0 {
         0

@@ -5,6 +5,7 @@
 //! the sandbox, the host caps its size, and fuel and the deadline bound every loop.
 
 mod arith;
+mod awk;
 mod builtins;
 mod commands;
 mod expand;

@@ -2,12 +2,34 @@
 //! translated to regexes by brush-parser. A pattern here is already expanded: quoted
 //! characters arrive backslash-escaped.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use regex::Regex;
+
+/// Compiled patterns kept per call: a loop matching the same pattern compiles it once.
+const CACHE_ENTRIES: usize = 256;
+
+thread_local! {
+    static COMPILED: RefCell<HashMap<String, Option<Regex>>> = RefCell::new(HashMap::new());
+}
 
 /// A pattern compiled to match whole strings.
 pub fn compile(pattern: &str) -> Option<Regex> {
-    let body = brush_parser::pattern::pattern_to_regex_str(pattern, false).ok()?;
-    Regex::new(&format!("^(?s:{body})$")).ok()
+    if let Some(hit) = COMPILED.with(|c| c.borrow().get(pattern).cloned()) {
+        return hit;
+    }
+    let compiled = brush_parser::pattern::pattern_to_regex_str(pattern, false)
+        .ok()
+        .and_then(|body| Regex::new(&format!("^(?s:{body})$")).ok());
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(pattern.to_owned(), compiled.clone());
+    });
+    compiled
 }
 
 /// Whether `text` matches `pattern` as a whole.
@@ -18,14 +40,17 @@ pub fn matches(pattern: &str, text: &str) -> bool {
     }
 }
 
-/// Whether an unquoted word would be globbed.
+/// Whether an unquoted word would be globbed: `*`, `?`, or a `[` with a `]` after it.
 pub fn has_glob(pattern: &str) -> bool {
     let mut escaped = false;
+    let mut open = false;
     for c in pattern.chars() {
         match c {
             _ if escaped => escaped = false,
             '\\' => escaped = true,
-            '*' | '?' | '[' => return true,
+            '*' | '?' => return true,
+            '[' => open = true,
+            ']' if open => return true,
             _ => {}
         }
     }

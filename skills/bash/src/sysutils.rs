@@ -22,6 +22,7 @@ pub fn lookup(name: &str) -> Option<Command> {
             Ok(0)
         },
         "wait" => |_, _| Ok(0),
+        "awk" | "gawk" | "mawk" => crate::awk::awk,
         _ => return None,
     })
 }
@@ -34,168 +35,216 @@ pub fn format(format: &str, args: &[String]) -> (String, bool) {
     let mut next = 0;
     loop {
         let used_before = next;
-        let chars: Vec<char> = format.chars().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c == '\\' {
-                let (text, consumed) = escape_at(&chars[i..]);
-                out.push_str(&text);
-                i += consumed;
-                continue;
-            }
-            if c != '%' {
-                out.push(c);
-                i += 1;
-                continue;
-            }
-            if chars.get(i + 1) == Some(&'%') {
-                out.push('%');
-                i += 2;
-                continue;
-            }
-            // %[flags][width][.precision]conversion
-            let mut j = i + 1;
-            while j < chars.len() && "-+ 0#".contains(chars[j]) {
-                j += 1;
-            }
-            let spec_start = j;
-            while j < chars.len()
-                && (chars[j].is_ascii_digit() || chars[j] == '.' || chars[j] == '*')
-            {
-                j += 1;
-            }
-            let Some(&conv) = chars.get(j) else {
-                out.extend(&chars[i..]);
-                break;
-            };
-            let flags: String = chars[i + 1..spec_start].iter().collect();
-            let mut spec: String = chars[spec_start..j].iter().collect();
-            while let Some(star) = spec.find('*') {
-                let v = args.get(next).cloned().unwrap_or_default();
-                next += 1;
-                spec.replace_range(star..star + 1, &v);
-            }
-            let (width, precision) = match spec.split_once('.') {
-                Some((w, p)) => (
-                    w.parse::<usize>().ok(),
-                    Some(p.parse::<usize>().unwrap_or(0)),
-                ),
-                None => (spec.parse::<usize>().ok(), None),
-            };
-            let arg = args.get(next).cloned();
-            next += 1;
-            let body = match conv {
-                's' => {
-                    let s = arg.unwrap_or_default();
-                    match precision {
-                        Some(p) => s.chars().take(p).collect(),
-                        None => s,
-                    }
-                }
-                'b' => crate::expand::ansi_c(&arg.unwrap_or_default()),
-                'c' => arg
-                    .and_then(|a| a.chars().next())
-                    .map(String::from)
-                    .unwrap_or_default(),
-                'd' | 'i' | 'u' | 'x' | 'X' | 'o' => {
-                    let n = match arg.as_deref().map(parse_int) {
-                        Some(Some(n)) => n,
-                        None => 0,
-                        Some(None) => {
-                            ok = false;
-                            0
-                        }
-                    };
-                    let digits = match conv {
-                        'x' => format!("{n:x}"),
-                        'X' => format!("{n:X}"),
-                        'o' => format!("{n:o}"),
-                        _ => n.abs().to_string(),
-                    };
-                    let digits = match precision {
-                        Some(p) if digits.len() < p => {
-                            format!("{}{digits}", "0".repeat(p - digits.len()))
-                        }
-                        _ => digits,
-                    };
-                    let sign = if n < 0 && matches!(conv, 'd' | 'i' | 'u') {
-                        "-"
-                    } else if flags.contains('+') {
-                        "+"
-                    } else if flags.contains(' ') {
-                        " "
-                    } else {
-                        ""
-                    };
-                    pad_number(sign, &digits, width, &flags)
-                }
-                'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
-                    let x = match arg.as_deref().map(|a| a.trim().parse::<f64>()) {
-                        Some(Ok(x)) => x,
-                        None => 0.0,
-                        Some(Err(_)) => {
-                            ok = false;
-                            0.0
-                        }
-                    };
-                    let p = precision.unwrap_or(6);
-                    let text = match conv {
-                        'e' | 'E' => {
-                            let t = format!("{:.*e}", p, x.abs());
-                            // Rust writes 1.5e2; C writes 1.5e+02.
-                            let (mantissa, exp) = t.split_once('e').unwrap_or((&t, "0"));
-                            let exp: i32 = exp.parse().unwrap_or(0);
-                            let t = format!(
-                                "{mantissa}e{}{:02}",
-                                if exp < 0 { '-' } else { '+' },
-                                exp.abs()
-                            );
-                            if conv == 'E' {
-                                t.to_uppercase()
-                            } else {
-                                t
-                            }
-                        }
-                        'g' | 'G' => {
-                            let t = format!("{}", x.abs());
-                            if conv == 'G' {
-                                t.to_uppercase()
-                            } else {
-                                t
-                            }
-                        }
-                        _ => format!("{:.*}", p, x.abs()),
-                    };
-                    let sign = if x < 0.0 {
-                        "-"
-                    } else if flags.contains('+') {
-                        "+"
-                    } else {
-                        ""
-                    };
-                    pad_number(sign, &text, width, &flags)
-                }
-                other => {
-                    out.push('%');
-                    out.push(other);
-                    i = j + 1;
-                    continue;
-                }
-            };
-            let body = if matches!(conv, 's' | 'b' | 'c') {
-                pad_text(&body, width, flags.contains('-'))
-            } else {
-                body
-            };
-            out.push_str(&body);
-            i = j + 1;
-        }
+        format_pass(format, args, &mut next, &mut ok, &mut out);
         if next >= args.len() || next == used_before {
             break;
         }
     }
     (out, ok)
+}
+
+/// One pass of `format` over `args` (awk's printf and sprintf do not repeat the format).
+pub fn format_once(format: &str, args: &[String]) -> String {
+    let (mut out, mut ok, mut next) = (String::new(), true, 0);
+    format_pass(format, args, &mut next, &mut ok, &mut out);
+    out
+}
+
+fn format_pass(format: &str, args: &[String], next: &mut usize, ok: &mut bool, out: &mut String) {
+    let chars: Vec<char> = format.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            let (text, consumed) = escape_at(&chars[i..]);
+            out.push_str(&text);
+            i += consumed;
+            continue;
+        }
+        if c != '%' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if chars.get(i + 1) == Some(&'%') {
+            out.push('%');
+            i += 2;
+            continue;
+        }
+        // %[flags][width][.precision]conversion
+        let mut j = i + 1;
+        while j < chars.len() && "-+ 0#".contains(chars[j]) {
+            j += 1;
+        }
+        let spec_start = j;
+        while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.' || chars[j] == '*') {
+            j += 1;
+        }
+        let Some(&conv) = chars.get(j) else {
+            out.extend(&chars[i..]);
+            break;
+        };
+        let flags: String = chars[i + 1..spec_start].iter().collect();
+        let mut spec: String = chars[spec_start..j].iter().collect();
+        while let Some(star) = spec.find('*') {
+            let v = args.get(*next).cloned().unwrap_or_default();
+            *next += 1;
+            spec.replace_range(star..star + 1, &v);
+        }
+        let (width, precision) = match spec.split_once('.') {
+            Some((w, p)) => (
+                w.parse::<usize>().ok(),
+                Some(p.parse::<usize>().unwrap_or(0)),
+            ),
+            None => (spec.parse::<usize>().ok(), None),
+        };
+        let arg = args.get(*next).cloned();
+        *next += 1;
+        let body = match conv {
+            's' => {
+                let s = arg.unwrap_or_default();
+                match precision {
+                    Some(p) => s.chars().take(p).collect(),
+                    None => s,
+                }
+            }
+            'b' => crate::expand::ansi_c(&arg.unwrap_or_default()),
+            'c' => arg
+                .and_then(|a| a.chars().next())
+                .map(String::from)
+                .unwrap_or_default(),
+            'd' | 'i' | 'u' | 'x' | 'X' | 'o' => {
+                let n = match arg.as_deref().map(parse_int) {
+                    Some(Some(n)) => n,
+                    None => 0,
+                    Some(None) => {
+                        *ok = false;
+                        0
+                    }
+                };
+                let digits = match conv {
+                    'x' => format!("{n:x}"),
+                    'X' => format!("{n:X}"),
+                    'o' => format!("{n:o}"),
+                    _ => n.abs().to_string(),
+                };
+                let digits = match precision {
+                    Some(p) if digits.len() < p => {
+                        format!("{}{digits}", "0".repeat(p - digits.len()))
+                    }
+                    _ => digits,
+                };
+                let sign = if n < 0 && matches!(conv, 'd' | 'i' | 'u') {
+                    "-"
+                } else if flags.contains('+') {
+                    "+"
+                } else if flags.contains(' ') {
+                    " "
+                } else {
+                    ""
+                };
+                pad_number(sign, &digits, width, &flags)
+            }
+            'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
+                let x = match arg.as_deref().map(|a| a.trim().parse::<f64>()) {
+                    Some(Ok(x)) => x,
+                    None => 0.0,
+                    Some(Err(_)) => {
+                        *ok = false;
+                        0.0
+                    }
+                };
+                let p = precision.unwrap_or(6);
+                let text = match conv {
+                    'e' | 'E' => {
+                        let t = format!("{:.*e}", p, x.abs());
+                        // Rust writes 1.5e2; C writes 1.5e+02.
+                        let (mantissa, exp) = t.split_once('e').unwrap_or((&t, "0"));
+                        let exp: i32 = exp.parse().unwrap_or(0);
+                        let t = format!(
+                            "{mantissa}e{}{:02}",
+                            if exp < 0 { '-' } else { '+' },
+                            exp.abs()
+                        );
+                        if conv == 'E' {
+                            t.to_uppercase()
+                        } else {
+                            t
+                        }
+                    }
+                    'g' | 'G' => {
+                        let t = general(x.abs(), precision.unwrap_or(6), flags.contains('#'));
+                        if conv == 'G' {
+                            t.to_uppercase()
+                        } else {
+                            t
+                        }
+                    }
+                    _ => format!("{:.*}", p, x.abs()),
+                };
+                let sign = if x < 0.0 {
+                    "-"
+                } else if flags.contains('+') {
+                    "+"
+                } else {
+                    ""
+                };
+                pad_number(sign, &text, width, &flags)
+            }
+            other => {
+                out.push('%');
+                out.push(other);
+                i = j + 1;
+                continue;
+            }
+        };
+        let body = if matches!(conv, 's' | 'b' | 'c') {
+            pad_text(&body, width, flags.contains('-'))
+        } else {
+            body
+        };
+        out.push_str(&body);
+        i = j + 1;
+    }
+}
+
+/// C's `%g`: `%e` or `%f` by the exponent, trailing zeros removed (kept with `#`).
+fn general(x: f64, precision: usize, keep_zeros: bool) -> String {
+    let p = precision.max(1);
+    if x == 0.0 {
+        return "0".into();
+    }
+    // The exponent after rounding to `p` digits (9.9999996 rounds up to 1.00000e1).
+    let e_form = format!("{:.*e}", p - 1, x);
+    let (mantissa, exp) = e_form.split_once('e').unwrap_or((&e_form, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= p as i32 {
+        let mantissa = if keep_zeros {
+            mantissa.to_owned()
+        } else {
+            strip_zeros(mantissa)
+        };
+        format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        )
+    } else {
+        let t = format!("{:.*}", (p as i32 - 1 - exp).max(0) as usize, x);
+        if keep_zeros {
+            t
+        } else {
+            strip_zeros(&t)
+        }
+    }
+}
+
+fn strip_zeros(t: &str) -> String {
+    if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        t.to_owned()
+    }
 }
 
 fn parse_int(text: &str) -> Option<i64> {

@@ -31,12 +31,14 @@ pub fn lookup(name: &str) -> Option<Command> {
     })
 }
 
-/// `-5` means `-n 5` for head and tail.
+/// `-5` means `-n 5` for head and tail (but in `-n -5` it is the count itself).
 fn numeric_shorthand(argv: &[String]) -> Vec<String> {
     argv.iter()
         .enumerate()
         .map(|(i, a)| {
+            let after_option = i > 0 && matches!(argv[i - 1].as_str(), "-n" | "-c");
             if i > 0
+                && !after_option
                 && a.len() > 1
                 && a.starts_with('-')
                 && a[1..].chars().all(|c| c.is_ascii_digit())
