@@ -36,6 +36,8 @@ pub fn lookup(name: &str) -> Option<Command> {
         "command" => command,
         "let" => let_,
         "bash" | "sh" => bash,
+        "trap" => trap,
+        "which" => which,
         _ => return None,
     })
 }
@@ -456,6 +458,42 @@ fn command(ctx: &mut Ctx, argv: &[String]) -> Outcome {
     }
 }
 
+/// `trap CMD EXIT` runs CMD when the script ends. No signal ever reaches the sandbox, so traps
+/// on INT, TERM, HUP and QUIT are accepted and never fire; ERR, DEBUG and RETURN are refused.
+fn trap(ctx: &mut Ctx, argv: &[String]) -> Outcome {
+    let Some((command, signals)) = argv[1..].split_first() else {
+        if let Some(t) = &ctx.sh.exit_trap {
+            ctx.out(format!("trap -- '{t}' EXIT\n"))?;
+        }
+        return Ok(0);
+    };
+    for signal in signals {
+        match signal.trim_start_matches("SIG") {
+            "EXIT" | "0" => {
+                ctx.sh.exit_trap = match command.as_str() {
+                    "" | "-" => None,
+                    cmd => Some(cmd.to_owned()),
+                }
+            }
+            "INT" | "TERM" | "HUP" | "QUIT" | "PIPE" | "USR1" | "USR2" | "2" | "15" | "1" => {}
+            other => return Err(Fail::msg(format!("{other}: not supported in this sandbox"))),
+        }
+    }
+    Ok(0)
+}
+
+fn which(ctx: &mut Ctx, argv: &[String]) -> Outcome {
+    let mut status = 0;
+    for name in argv[1..].iter().filter(|a| !a.starts_with('-')) {
+        if crate::commands::lookup(name).is_some() {
+            ctx.out(format!("/usr/bin/{name}\n"))?;
+        } else {
+            status = 1;
+        }
+    }
+    Ok(status)
+}
+
 fn let_(ctx: &mut Ctx, argv: &[String]) -> Outcome {
     let mut last = 0;
     for expr in &argv[1..] {
@@ -485,12 +523,15 @@ fn bash(ctx: &mut Ctx, argv: &[String]) -> Outcome {
             let Some(script) = args.next() else {
                 return Err(Fail::Msg("-c: option requires an argument".into(), 2));
             };
-            let _name = args.next();
+            if let Some(name) = args.next() {
+                child.arg0 = name.clone();
+            }
             child.positional = args.cloned().collect();
             script.clone()
         }
         Some(file) => {
             let bytes = ctx.input(file)?;
+            child.arg0 = file.to_owned();
             child.positional = args.cloned().collect();
             String::from_utf8_lossy(&bytes).into_owned()
         }

@@ -135,6 +135,8 @@ pub fn is_builtin(name: &str) -> bool {
 pub struct Args {
     pub flags: HashSet<char>,
     pub values: HashMap<char, String>,
+    /// Every value of a flag given more than once (`grep -e a -e b`), in order.
+    pub repeated: Vec<(char, String)>,
     pub operands: Vec<String>,
 }
 
@@ -144,9 +146,18 @@ impl Args {
         self.flags.contains(&c)
     }
 
-    /// The value of flag `c`.
+    /// The value of flag `c` (the last one, when given more than once).
     pub fn value(&self, c: char) -> Option<&str> {
         self.values.get(&c).map(String::as_str)
+    }
+
+    /// Every value of flag `c`, in order.
+    pub fn all(&self, c: char) -> Vec<&str> {
+        self.repeated
+            .iter()
+            .filter(|(f, _)| *f == c)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// Parses `argv[1..]`: `flags` take no value, `valued` take one (`-n 5`, `-n5`); `long`
@@ -179,6 +190,7 @@ impl Args {
                             Fail::msg(format!("option '--{name}' requires an argument"))
                         })?,
                     };
+                    args.repeated.push((c, value.clone()));
                     args.values.insert(c, value);
                 } else {
                     args.flags.insert(c);
@@ -200,6 +212,7 @@ impl Args {
                     } else {
                         inline.to_owned()
                     };
+                    args.repeated.push((c, value.clone()));
                     args.values.insert(c, value);
                     break;
                 }

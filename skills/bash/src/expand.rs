@@ -341,7 +341,21 @@ fn all_positional(sh: &Shell, expr: &P) -> Option<Vec<String>> {
 }
 
 /// Runs `$(source)` in a copy of the shell and returns its output without trailing newlines.
+/// `$(< file)` is the file's content.
 pub fn substitute(sh: &mut Shell, source: &str, io: &Io) -> Result<String, Fail> {
+    if let Some(name) = source.trim().strip_prefix('<') {
+        let name = single(sh, name.trim(), io)?;
+        let text = match std::fs::read(crate::path::resolve(&sh.cwd, &name)) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                let message = format!("bash: {name}: {}\n", crate::io::describe(&e));
+                let _ = io.stderr.write(message.as_bytes());
+                sh.status = 1;
+                String::new()
+            }
+        };
+        return Ok(text.trim_end_matches('\n').to_owned());
+    }
     let mut sub = sh.nested().map_err(Fail::Flow)?;
     let capture = Out::pipe();
     let sub_io = Io {
@@ -358,14 +372,14 @@ pub fn substitute(sh: &mut Shell, source: &str, io: &Io) -> Result<String, Fail>
 
 fn lookup(sh: &Shell, p: &Parameter) -> Option<String> {
     match p {
-        Parameter::Positional(0) => Some("bash".into()),
+        Parameter::Positional(0) => Some(sh.arg0.clone()),
         Parameter::Positional(n) => sh.positional.get(*n as usize - 1).cloned(),
         Parameter::Special(s) => match s {
             SpecialParameter::LastExitStatus => Some(sh.status.to_string()),
             SpecialParameter::PositionalParameterCount => Some(sh.positional.len().to_string()),
             SpecialParameter::AllPositionalParameters { .. } => Some(sh.positional.join(" ")),
             SpecialParameter::ProcessId => Some("1".into()),
-            SpecialParameter::ShellName => Some("bash".into()),
+            SpecialParameter::ShellName => Some(sh.arg0.clone()),
             SpecialParameter::CurrentOptionFlags => Some("hB".into()),
             SpecialParameter::LastBackgroundProcessId => None,
         },

@@ -24,6 +24,8 @@ pub fn lookup(name: &str) -> Option<Command> {
         "du" => du,
         "df" => df,
         "tee" => tee,
+        "mktemp" => mktemp,
+        "chmod" | "chown" | "chgrp" => chmod,
         _ => return None,
     })
 }
@@ -662,6 +664,18 @@ fn find(ctx: &mut Ctx, argv: &[String]) -> Outcome {
 
 type Found = (String, std::path::PathBuf, usize, Entry);
 
+/// Every file (not directory) under `p`, named from `shown`, in sorted order (`grep -r`).
+pub fn files_under(shown: &str, p: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    // What could be read is listed; an unreadable directory is skipped, as grep -r does.
+    let _ = walk(shown, p, 0, usize::MAX, &mut found);
+    found
+        .into_iter()
+        .filter(|(_, _, _, e)| !e.is_dir)
+        .map(|(shown, ..)| shown)
+        .collect()
+}
+
 fn walk(
     shown: &str,
     p: &Path,
@@ -817,5 +831,95 @@ fn tee(ctx: &mut Ctx, argv: &[String]) -> Outcome {
         }
     }
     ctx.out(&input)?;
+    Ok(status)
+}
+
+/// `mktemp [-d] [-p DIR] [TEMPLATE]`: a new file (or directory) with a random name.
+fn mktemp(ctx: &mut Ctx, argv: &[String]) -> Outcome {
+    let args = Args::parse(argv, "dqtu", "p", &[("directory", 'd'), ("tmpdir", 'p')])?;
+    let template = args
+        .operands
+        .first()
+        .map_or("tmp.XXXXXXXXXX", String::as_str);
+    let x_count = template.len() - template.trim_end_matches('X').len();
+    if x_count < 3 {
+        return Err(Fail::msg(format!("too few X's in template '{template}'")));
+    }
+    let dir = args.value('p').map_or_else(
+        || {
+            if template.contains('/') {
+                String::new()
+            } else {
+                ctx.sh.var("TMPDIR").unwrap_or(path::HOME).to_owned()
+            }
+        },
+        str::to_owned,
+    );
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for _ in 0..100 {
+        let mut name = template[..template.len() - x_count].to_owned();
+        for _ in 0..x_count {
+            name.push(CHARS[(random_u64() % CHARS.len() as u64) as usize] as char);
+        }
+        let shown = if dir.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", dir.trim_end_matches('/'))
+        };
+        let p = ctx.path(&shown);
+        let created = if args.has('d') {
+            fs::create_dir(&p)
+        } else {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .map(|_| ())
+        };
+        match created {
+            Ok(()) => {
+                ctx.out(format!("{shown}\n"))?;
+                return Ok(0);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Fail::msg(format!(
+                    "failed to create '{shown}': {}",
+                    describe(&e)
+                )))
+            }
+        }
+    }
+    Err(Fail::msg("could not find an unused name"))
+}
+
+/// Random bits from the host (WASI random, behind std's hasher keys).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// The sandbox has no owners or permission bits: `chmod` checks the files exist and succeeds.
+fn chmod(ctx: &mut Ctx, argv: &[String]) -> Outcome {
+    let files: Vec<&String> = argv[1..]
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .skip(1)
+        .collect();
+    if files.is_empty() {
+        return Err(Fail::msg("missing operand"));
+    }
+    let mut status = 0;
+    for name in files {
+        if let Err(e) = fs::symlink_metadata(ctx.path(name)) {
+            ctx.warn(
+                &argv[0],
+                format!("cannot access '{name}': {}", describe(&e)),
+            );
+            status = 1;
+        }
+    }
     Ok(status)
 }

@@ -49,11 +49,15 @@ pub struct Shell {
     pub exported: BTreeSet<String>,
     pub functions: HashMap<String, Rc<ast::FunctionBody>>,
     pub positional: Vec<String>,
+    /// `$0`: "bash", or the script's name.
+    pub arg0: String,
     /// Absolute, normalised working directory (inside `/tmp` unless the script went elsewhere).
     pub cwd: String,
     /// `$?`.
     pub status: i32,
     pub options: Options,
+    /// What `trap CMD EXIT` runs when the script ends.
+    pub exit_trap: Option<String>,
     /// Saved values of `local` variables, one frame per active function call.
     locals: Vec<Vec<(String, Option<String>)>>,
     /// Depth of if/while/until conditions and `&&`/`||` left sides, where `set -e` is off.
@@ -71,9 +75,11 @@ impl Shell {
             exported: BTreeSet::new(),
             functions: HashMap::new(),
             positional: Vec::new(),
+            arg0: "bash".into(),
             cwd: path::HOME.into(),
             status: 0,
             options: Options::default(),
+            exit_trap: None,
             locals: Vec::new(),
             condition: 0,
             nesting: 0,
@@ -95,11 +101,18 @@ impl Shell {
         sh
     }
 
-    /// Parses and runs `source`, returning the exit status.
+    /// Parses and runs `source`, then its EXIT trap, returning the exit status.
     pub fn run_script(&mut self, source: &str, io: &Io) -> i32 {
-        match self.run_source(source, io) {
-            Ok(s) | Err(Flow::Exit(s)) | Err(Flow::Return(s)) => s,
-            Err(Flow::Break(_) | Flow::Continue(_)) => self.status,
+        let status = self.run_isolated(|sh| sh.run_source(source, io));
+        match self.exit_trap.take() {
+            Some(trap) => {
+                self.status = status;
+                match self.run_source(&trap, io) {
+                    Err(Flow::Exit(s)) => s,
+                    _ => status,
+                }
+            }
+            None => status,
         }
     }
 
@@ -342,56 +355,42 @@ impl Shell {
                     },
                     None => self.positional.clone(),
                 };
-                let mut status = 0;
-                self.loop_depth += 1;
-                let result = (|| {
+                self.in_loop_scope(|sh| {
+                    let mut status = 0;
                     for value in values {
-                        self.set_var(&clause.variable_name, value);
-                        match self.run_list(&clause.body.list, io) {
-                            Ok(s) => status = s,
-                            Err(flow) => match loop_control(flow)? {
-                                LoopStep::Next => {}
-                                LoopStep::Stop => break,
-                            },
+                        sh.set_var(&clause.variable_name, value);
+                        if !sh.loop_body(&clause.body.list, io, &mut status)? {
+                            break;
                         }
                     }
                     Ok(status)
-                })();
-                self.loop_depth -= 1;
-                result
+                })
             }
             CompoundCommand::ArithmeticForClause(clause) => {
                 let eval = |sh: &mut Shell, e: &Option<ast::UnexpandedArithmeticExpr>| match e {
                     Some(e) => crate::arith::eval_str(sh, &e.value, io).map(Some),
                     None => Ok(None),
                 };
-                let mut status = 0;
                 if let Err(e) = eval(self, &clause.initializer) {
                     return self.expansion_failed(e, io);
                 }
-                self.loop_depth += 1;
-                let result = (|| {
+                self.in_loop_scope(|sh| {
+                    let mut status = 0;
                     loop {
-                        match eval(self, &clause.condition) {
+                        match eval(sh, &clause.condition) {
                             Ok(Some(0)) => break,
                             Ok(_) => {}
-                            Err(e) => return self.expansion_failed(e, io),
+                            Err(e) => return sh.expansion_failed(e, io),
                         }
-                        match self.run_list(&clause.body.list, io) {
-                            Ok(s) => status = s,
-                            Err(flow) => match loop_control(flow)? {
-                                LoopStep::Next => {}
-                                LoopStep::Stop => break,
-                            },
+                        if !sh.loop_body(&clause.body.list, io, &mut status)? {
+                            break;
                         }
-                        if let Err(e) = eval(self, &clause.updater) {
-                            return self.expansion_failed(e, io);
+                        if let Err(e) = eval(sh, &clause.updater) {
+                            return sh.expansion_failed(e, io);
                         }
                     }
                     Ok(status)
-                })();
-                self.loop_depth -= 1;
-                result
+                })
             }
             CompoundCommand::CaseClause(clause) => {
                 let value = match crate::expand::single(self, &clause.value.value, io) {
@@ -459,25 +458,42 @@ impl Shell {
         want: bool,
         io: &Io,
     ) -> Status {
-        let mut status = 0;
-        self.loop_depth += 1;
-        let result = (|| {
-            loop {
-                if self.condition_holds(&clause.0, io)? != want {
+        self.in_loop_scope(|sh| {
+            let mut status = 0;
+            while sh.condition_holds(&clause.0, io)? == want {
+                if !sh.loop_body(&clause.1.list, io, &mut status)? {
                     break;
-                }
-                match self.run_list(&clause.1.list, io) {
-                    Ok(s) => status = s,
-                    Err(flow) => match loop_control(flow)? {
-                        LoopStep::Next => {}
-                        LoopStep::Stop => break,
-                    },
                 }
             }
             Ok(status)
-        })();
+        })
+    }
+
+    /// Runs `f` as a loop, where `break` and `continue` mean something.
+    fn in_loop_scope(&mut self, f: impl FnOnce(&mut Shell) -> Status) -> Status {
+        self.loop_depth += 1;
+        let result = f(self);
         self.loop_depth -= 1;
         result
+    }
+
+    /// Runs one pass of a loop body into `status`; `Ok(false)` when `break` ends the loop.
+    fn loop_body(
+        &mut self,
+        body: &ast::CompoundList,
+        io: &Io,
+        status: &mut i32,
+    ) -> Result<bool, Flow> {
+        match self.run_list(body, io) {
+            Ok(s) => {
+                *status = s;
+                Ok(true)
+            }
+            Err(flow) => match loop_control(flow)? {
+                LoopStep::Next => Ok(true),
+                LoopStep::Stop => Ok(false),
+            },
+        }
     }
 
     /// A copy of this shell one level deeper, or a fatal error past [`MAX_NESTING`].
@@ -616,15 +632,49 @@ impl Shell {
                     }
                 }
             }
+            None if argv[0].contains('/') => self.run_file(argv, io),
             None => {
-                let message = if argv[0].contains('/') {
-                    format!("bash: {}: No such file or directory\n", argv[0])
-                } else {
-                    format!("bash: {}: command not found\n", argv[0])
-                };
+                let message = { format!("bash: {}: command not found\n", argv[0]) };
                 let _ = io.stderr.write(message.as_bytes());
                 Ok(127)
             }
+        }
+    }
+
+    /// `./script.sh args`: a file in the sandbox run as a bash script in a child shell.
+    fn run_file(&mut self, argv: Vec<String>, io: &Io) -> Status {
+        let name = argv[0].clone();
+        let fail = |message: String, status: i32| {
+            let _ = io
+                .stderr
+                .write(format!("bash: {name}: {message}\n").as_bytes());
+            Ok(status)
+        };
+        let source = match std::fs::read(path::resolve(&self.cwd, &name)) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                return fail("Is a directory".into(), 126)
+            }
+            Err(e) => return fail(describe(&e), 127),
+        };
+        if let Some(shebang) = source.lines().next().and_then(|l| l.strip_prefix("#!")) {
+            let interpreter = shebang.split_whitespace().last().unwrap_or("");
+            if !matches!(path::basename(interpreter), "bash" | "sh") {
+                return fail(
+                    format!("{interpreter}: not available in this sandbox (only bash scripts run)"),
+                    126,
+                );
+            }
+        }
+        let mut argv = argv;
+        argv[0] = "bash".into();
+        argv.insert(1, name.clone());
+        let mut ctx = Ctx { sh: self, io };
+        match commands::lookup("bash").map(|bash| bash(&mut ctx, &argv)) {
+            Some(Ok(status)) => Ok(status),
+            Some(Err(Fail::Flow(flow))) => Err(flow),
+            Some(Err(Fail::Msg(message, status))) => fail(message, status),
+            None => fail("command not found".into(), 127),
         }
     }
 

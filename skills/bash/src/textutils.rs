@@ -303,8 +303,9 @@ fn grep(ctx: &mut Ctx, argv: &[String]) -> Outcome {
         ],
     )?;
     let mut operands = args.operands.clone();
+    let patterns = args.all('e');
     let pattern = match args.value('e') {
-        Some(p) => p.to_owned(),
+        Some(_) => patterns.join("\n"),
         None if operands.is_empty() => {
             return Err(Fail::Msg(
                 "usage: grep [OPTION]... PATTERNS [FILE]...".into(),
@@ -349,9 +350,7 @@ fn grep(ctx: &mut Ctx, argv: &[String]) -> Outcome {
         let p = ctx.path(name);
         if p.is_dir() {
             if recursive {
-                let mut found = Vec::new();
-                collect_files(name, &p, &mut found);
-                files.extend(found);
+                files.extend(crate::fileutils::files_under(name, &p));
             } else {
                 ctx.warn("grep", format!("{name}: Is a directory"));
                 errors = true;
@@ -362,6 +361,21 @@ fn grep(ctx: &mut Ctx, argv: &[String]) -> Outcome {
     }
     let show_names = (files.len() > 1 || recursive || args.has('H')) && !args.has('h');
     let max = args.value('m').and_then(|m| m.parse::<usize>().ok());
+    let lines_of = |c: char| -> Result<Option<usize>, Fail> {
+        match args.value(c) {
+            Some(n) => n
+                .parse()
+                .map(Some)
+                .map_err(|_| Fail::Msg(format!("{n}: invalid context length argument"), 2)),
+            None => Ok(None),
+        }
+    };
+    let around = lines_of('C')?.unwrap_or(0);
+    // (lines before, lines after) each match.
+    let context = (
+        lines_of('B')?.unwrap_or(around),
+        lines_of('A')?.unwrap_or(around),
+    );
     let mut any = false;
     let inputs: Vec<String> = if operands.is_empty() {
         vec!["-".into()]
@@ -387,29 +401,49 @@ fn grep(ctx: &mut Ctx, argv: &[String]) -> Outcome {
         };
         let mut count = 0;
         let mut out = String::new();
-        for (i, line) in lines(&bytes).iter().enumerate() {
-            if max.is_some_and(|m| count >= m) {
+        let quiet = args.has('q') || args.has('l') || args.has('L') || args.has('c');
+        // name:line:text for matches, name-line-text for context, `--` between groups.
+        let prefix = |i: usize, sep: char| match (show_names, args.has('n')) {
+            (true, true) => format!("{shown}{sep}{}{sep}", i + 1),
+            (true, false) => format!("{shown}{sep}"),
+            (false, true) => format!("{}{sep}", i + 1),
+            (false, false) => String::new(),
+        };
+        let all = lines(&bytes);
+        let mut last_shown: Option<usize> = None;
+        let mut after_left = 0;
+        for (i, line) in all.iter().enumerate() {
+            let room = max.is_none_or(|m| count < m);
+            if !room && after_left == 0 {
                 break;
             }
-            if re.is_match(line) == args.has('v') {
-                continue;
-            }
-            count += 1;
-            if args.has('q') || args.has('l') || args.has('L') || args.has('c') {
-                continue;
-            }
-            let prefix = match (show_names, args.has('n')) {
-                (true, true) => format!("{shown}:{}:", i + 1),
-                (true, false) => format!("{shown}:"),
-                (false, true) => format!("{}:", i + 1),
-                (false, false) => String::new(),
-            };
-            if args.has('o') && !args.has('v') {
-                for m in re.find_iter(line).filter(|m| !m.as_str().is_empty()) {
-                    let _ = writeln!(out, "{prefix}{}", m.as_str());
+            if room && re.is_match(line) != args.has('v') {
+                count += 1;
+                if quiet {
+                    continue;
                 }
-            } else {
-                let _ = writeln!(out, "{prefix}{line}");
+                let from = i
+                    .saturating_sub(context.0)
+                    .max(last_shown.map_or(0, |l| l + 1));
+                if context != (0, 0) && last_shown.is_some_and(|l| from > l + 1) {
+                    out.push_str("--\n");
+                }
+                for (j, before) in all.iter().enumerate().take(i).skip(from) {
+                    let _ = writeln!(out, "{}{before}", prefix(j, '-'));
+                }
+                if args.has('o') && !args.has('v') {
+                    for m in re.find_iter(line).filter(|m| !m.as_str().is_empty()) {
+                        let _ = writeln!(out, "{}{}", prefix(i, ':'), m.as_str());
+                    }
+                } else {
+                    let _ = writeln!(out, "{}{line}", prefix(i, ':'));
+                }
+                last_shown = Some(i);
+                after_left = context.1;
+            } else if after_left > 0 && !quiet {
+                let _ = writeln!(out, "{}{line}", prefix(i, '-'));
+                last_shown = Some(i);
+                after_left -= 1;
             }
         }
         any |= count > 0;
@@ -438,30 +472,6 @@ fn grep(ctx: &mut Ctx, argv: &[String]) -> Outcome {
     } else {
         1
     })
-}
-
-fn collect_files(shown: &str, p: &std::path::Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(p) else {
-        return;
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
-        let child = if shown.ends_with('/') {
-            format!("{shown}{name}")
-        } else {
-            format!("{shown}/{name}")
-        };
-        let cp = p.join(&name);
-        if cp.is_dir() {
-            collect_files(&child, &cp, out);
-        } else {
-            out.push(child);
-        }
-    }
 }
 
 /// Which part of a line a sort key covers: fields `start..=end` (1-based).
