@@ -12,7 +12,7 @@ use brush_parser::ast::{
 
 use crate::commands::Fail;
 use crate::io::Io;
-use crate::shell::Shell;
+use crate::shell::{Array, Shell, Slot};
 
 /// Deepest chain of variables holding expressions (`a=b`, `b=c`, ...) that is followed.
 const MAX_INDIRECTION: usize = 32;
@@ -56,8 +56,13 @@ fn eval_text(sh: &mut Shell, text: &str, depth: usize) -> Result<i64, Fail> {
 }
 
 fn variable(sh: &mut Shell, target: &ArithmeticTarget, depth: usize) -> Result<i64, Fail> {
-    let name = target_name(target)?;
-    let value = sh.var(&name).unwrap_or("").to_owned();
+    let value = match target {
+        ArithmeticTarget::Variable(name) => sh.var(name).unwrap_or("").to_owned(),
+        ArithmeticTarget::ArrayElement(name, index) => {
+            let slot = slot(sh, name, index, depth)?;
+            sh.element(name, &slot).unwrap_or_default()
+        }
+    };
     let value = value.trim();
     if value.is_empty() {
         return Ok(0);
@@ -67,10 +72,22 @@ fn variable(sh: &mut Shell, target: &ArithmeticTarget, depth: usize) -> Result<i
     }
     if depth >= MAX_INDIRECTION {
         return Err(Fail::msg(format!(
-            "{name}: expression recursion level exceeded"
+            "{value}: expression recursion level exceeded"
         )));
     }
     eval_text(sh, value, depth + 1)
+}
+
+/// `a[i]` inside arithmetic: an associative array takes a bare name as its key.
+fn slot(sh: &mut Shell, name: &str, index: &E, depth: usize) -> Result<Slot, Fail> {
+    if let (Some(Array::Assoc(_)), E::Reference(ArithmeticTarget::Variable(key))) =
+        (sh.arrays.get(name), index)
+    {
+        return Ok(Slot::Key(key.clone()));
+    }
+    let i = eval(sh, index, depth)?;
+    let end = sh.arrays.get(name).map_or(0, Array::next_index);
+    Ok(Slot::Index(if i < 0 { end + i } else { i }))
 }
 
 /// A literal in bash's notations: decimal, `0x1f`, octal `017`, `base#digits`.
@@ -98,18 +115,14 @@ fn parse_number(text: &str) -> Option<i64> {
     })
 }
 
-fn target_name(target: &ArithmeticTarget) -> Result<String, Fail> {
+fn assign(sh: &mut Shell, target: &ArithmeticTarget, value: i64) -> Result<i64, Fail> {
     match target {
-        ArithmeticTarget::Variable(name) => Ok(name.clone()),
-        ArithmeticTarget::ArrayElement(..) => {
-            Err(Fail::msg("arrays are not supported in this sandbox"))
+        ArithmeticTarget::Variable(name) => sh.set_var(name, value.to_string()),
+        ArithmeticTarget::ArrayElement(name, index) => {
+            let slot = slot(sh, name, index, 0)?;
+            sh.set_element(name, slot, value.to_string());
         }
     }
-}
-
-fn assign(sh: &mut Shell, target: &ArithmeticTarget, value: i64) -> Result<i64, Fail> {
-    let name = target_name(target)?;
-    sh.set_var(&name, value.to_string());
     Ok(value)
 }
 

@@ -4,7 +4,7 @@
 use crate::commands::{to_flow, Args, Command, Ctx, Fail, Outcome};
 use crate::io::Io;
 use crate::path;
-use crate::shell::{Flow, Shell};
+use crate::shell::{Array, Flow, Shell, Slot};
 
 /// The builtin called `name`.
 pub fn lookup(name: &str) -> Option<Command> {
@@ -37,6 +37,7 @@ pub fn lookup(name: &str) -> Option<Command> {
         "let" => let_,
         "bash" | "sh" => bash,
         "trap" => trap,
+        "mapfile" | "readarray" => mapfile,
         "which" => which,
         _ => return None,
     })
@@ -110,6 +111,18 @@ fn unset(ctx: &mut Ctx, argv: &[String]) -> Outcome {
     for name in argv[1..].iter().filter(|a| !a.starts_with('-')) {
         if functions {
             ctx.sh.functions.remove(name);
+        } else if let Some((array, index)) = name.strip_suffix(']').and_then(|n| n.split_once('['))
+        {
+            let slot = ctx.sh.slot(array, index, ctx.io)?;
+            match (ctx.sh.arrays.get_mut(array), slot) {
+                (Some(Array::Indexed(m)), Slot::Index(i)) => {
+                    m.remove(&i);
+                }
+                (Some(Array::Assoc(m)), Slot::Key(k)) => {
+                    m.remove(&k);
+                }
+                _ => {}
+            }
         } else {
             ctx.sh.unset_var(name);
         }
@@ -176,7 +189,7 @@ fn shift(ctx: &mut Ctx, argv: &[String]) -> Outcome {
 }
 
 fn read(ctx: &mut Ctx, argv: &[String]) -> Outcome {
-    let args = Args::parse(argv, "rs", "pdtnu", &[])?;
+    let args = Args::parse(argv, "rs", "pdtnua", &[])?;
     let raw = args.has('r');
     let Some((line, newline)) = ctx.io.stdin.read_line() else {
         for name in &args.operands {
@@ -187,6 +200,21 @@ fn read(ctx: &mut Ctx, argv: &[String]) -> Outcome {
     let mut text = String::from_utf8_lossy(&line).into_owned();
     if !raw {
         text = remove_backslashes(&text);
+    }
+    if let Some(array) = args.value('a') {
+        let ifs = ctx.sh.var("IFS").unwrap_or(" \t\n").to_owned();
+        let words: Vec<(i64, String)> = text
+            .split(|c: char| ifs.contains(c))
+            .filter(|w| !w.is_empty())
+            .enumerate()
+            .map(|(i, w)| (i as i64, w.to_owned()))
+            .collect();
+        ctx.sh.vars.remove(array);
+        ctx.sh.arrays.insert(
+            array.to_owned(),
+            Array::Indexed(words.into_iter().collect()),
+        );
+        return Ok(i32::from(!newline));
     }
     let names: Vec<String> = if args.operands.is_empty() {
         vec!["REPLY".into()]
@@ -249,12 +277,16 @@ fn declare(ctx: &mut Ctx, argv: &[String]) -> Outcome {
 
 fn assign_words(ctx: &mut Ctx, argv: &[String], local: bool) -> Outcome {
     let mut export = false;
+    // `declare -a NAME` / `declare -A NAME`: an empty array of that kind.
+    let mut kind: Option<Array> = None;
     for word in &argv[1..] {
         if let Some(flags) = word.strip_prefix('-') {
-            if flags.contains('a') || flags.contains('A') {
-                return Err(Fail::msg("arrays are not supported in this sandbox"));
-            }
             export |= flags.contains('x');
+            if flags.contains('A') {
+                kind = Some(Array::Assoc(Default::default()));
+            } else if flags.contains('a') {
+                kind = Some(Array::Indexed(Default::default()));
+            }
             continue;
         }
         let (name, value) = split_assignment(word);
@@ -264,10 +296,29 @@ fn assign_words(ctx: &mut Ctx, argv: &[String], local: bool) -> Outcome {
         if local {
             ctx.sh.make_local(name);
         }
-        match value {
-            Some(v) => ctx.sh.set_var(name, v.to_owned()),
-            None if local => ctx.sh.set_var(name, String::new()),
-            None => {}
+        // `local -a NAME=(a b)`: the list arrives expanded, so its words split on blanks.
+        if let Some(list) = value.and_then(|v| v.strip_prefix('(')?.strip_suffix(')')) {
+            let items = list.split_whitespace().enumerate();
+            let array = match kind {
+                Some(Array::Assoc(_)) => {
+                    Array::Assoc(items.map(|(i, w)| (i.to_string(), w.to_owned())).collect())
+                }
+                _ => Array::Indexed(items.map(|(i, w)| (i as i64, w.to_owned())).collect()),
+            };
+            ctx.sh.vars.remove(name);
+            ctx.sh.arrays.insert(name.to_owned(), array);
+            continue;
+        }
+        match (&kind, value) {
+            (Some(array), _) => {
+                if !ctx.sh.arrays.contains_key(name) || local {
+                    ctx.sh.vars.remove(name);
+                    ctx.sh.arrays.insert(name.to_owned(), array.clone());
+                }
+            }
+            (None, Some(v)) => ctx.sh.set_var(name, v.to_owned()),
+            (None, None) if local => ctx.sh.set_var(name, String::new()),
+            (None, None) => {}
         }
         if export {
             ctx.sh.exported.insert(name.to_owned());
@@ -479,6 +530,24 @@ fn trap(ctx: &mut Ctx, argv: &[String]) -> Outcome {
             other => return Err(Fail::msg(format!("{other}: not supported in this sandbox"))),
         }
     }
+    Ok(0)
+}
+
+/// `mapfile -t NAME`: the lines of stdin into an indexed array (default MAPFILE).
+fn mapfile(ctx: &mut Ctx, argv: &[String]) -> Outcome {
+    let args = Args::parse(argv, "t", "dnOsuC", &[])?;
+    let keep_newlines = !args.has('t');
+    let name = args.operands.first().map_or("MAPFILE", String::as_str);
+    let mut lines = std::collections::BTreeMap::new();
+    while let Some((line, newline)) = ctx.io.stdin.read_line() {
+        let mut text = String::from_utf8_lossy(&line).into_owned();
+        if keep_newlines && newline {
+            text.push('\n');
+        }
+        lines.insert(lines.len() as i64, text);
+    }
+    ctx.sh.vars.remove(name);
+    ctx.sh.arrays.insert(name.to_owned(), Array::Indexed(lines));
     Ok(0)
 }
 

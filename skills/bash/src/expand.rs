@@ -271,9 +271,9 @@ fn expand_pieces(
                 out.push(&value, true);
             }
             WordPiece::ParameterExpansion(expr) => {
-                if let Some(values) = all_positional(sh, expr) {
-                    if quoted && mode == Mode::Fields {
-                        // "$@": one field per parameter, the first and last joined to what
+                if let Some((values, joined)) = list_expansion(sh, expr, io)? {
+                    if quoted && mode == Mode::Fields && !joined {
+                        // "$@": one field per word, the first and last joined to what
                         // stands around them.
                         for (i, v) in values.iter().enumerate() {
                             if i > 0 {
@@ -286,7 +286,14 @@ fn expand_pieces(
                         }
                         continue;
                     }
-                    let joined = values.join(" ");
+                    let sep = if joined {
+                        sh.var("IFS")
+                            .map_or(" ", |s| s.get(..1).unwrap_or(""))
+                            .to_owned()
+                    } else {
+                        " ".to_owned()
+                    };
+                    let joined = values.join(&sep);
                     push_value(sh, out, &joined, quoted, mode);
                     continue;
                 }
@@ -322,22 +329,71 @@ fn push_value(sh: &Shell, out: &mut Fields, value: &str, quoted: bool, mode: Mod
     }
 }
 
-/// `$@` and `$*` (and their `${...}` forms): the positional parameters.
-fn all_positional(sh: &Shell, expr: &P) -> Option<Vec<String>> {
-    match expr {
-        P::Parameter {
-            parameter: Parameter::Special(SpecialParameter::AllPositionalParameters { concatenate }),
-            ..
-        } => {
-            if *concatenate {
-                let sep = sh.var("IFS").map_or(" ", |s| s.get(..1).unwrap_or(""));
-                Some(vec![sh.positional.join(sep)])
-            } else {
-                Some(sh.positional.clone())
-            }
+/// Expansions to a list of words: `$@`, `$*`, `${a[@]}`, `${a[*]}`, `${!a[@]}` and their
+/// slices `${a[@]:off:len}`. Returns the words and whether they are joined into one (`*`).
+fn list_expansion(sh: &mut Shell, expr: &P, io: &Io) -> Result<Option<(Vec<String>, bool)>, Fail> {
+    let list = |sh: &Shell, p: &Parameter| match p {
+        Parameter::Special(SpecialParameter::AllPositionalParameters { concatenate }) => {
+            Some((sh.positional.clone(), *concatenate))
+        }
+        Parameter::NamedWithAllIndices { name, concatenate } => {
+            Some((element_list(sh, name), *concatenate))
         }
         _ => None,
-    }
+    };
+    Ok(match expr {
+        P::Parameter {
+            parameter,
+            indirect: false,
+        } => list(sh, parameter),
+        P::MemberKeys {
+            variable_name,
+            concatenate,
+        } => {
+            let keys = match sh.arrays.get(variable_name) {
+                Some(array) => array.keys(),
+                None if sh.vars.contains_key(variable_name) => vec!["0".into()],
+                None => Vec::new(),
+            };
+            Some((keys, *concatenate))
+        }
+        P::Substring {
+            parameter,
+            indirect: false,
+            offset,
+            length,
+        } => match list(sh, parameter) {
+            None => None,
+            Some((values, joined)) => {
+                // `$@` slices count `$0` as position 0.
+                let values = if matches!(parameter, Parameter::Special(_)) {
+                    std::iter::once(sh.arg0.clone()).chain(values).collect()
+                } else {
+                    values
+                };
+                let n = values.len() as i64;
+                let start = crate::arith::eval_str(sh, &offset.value, io)?;
+                let start = if start < 0 {
+                    (n + start).max(0)
+                } else {
+                    start.min(n)
+                };
+                let end = match length {
+                    Some(l) => {
+                        let l = crate::arith::eval_str(sh, &l.value, io)?;
+                        if l < 0 {
+                            (n + l).max(start)
+                        } else {
+                            (start + l).min(n)
+                        }
+                    }
+                    None => n,
+                };
+                Some((values[start as usize..end as usize].to_vec(), joined))
+            }
+        },
+        _ => None,
+    })
 }
 
 /// Runs `$(source)` in a copy of the shell and returns its output without trailing newlines.
@@ -370,8 +426,8 @@ pub fn substitute(sh: &mut Shell, source: &str, io: &Io) -> Result<String, Fail>
     Ok(text.trim_end_matches('\n').to_owned())
 }
 
-fn lookup(sh: &Shell, p: &Parameter) -> Option<String> {
-    match p {
+fn lookup(sh: &mut Shell, p: &Parameter, io: &Io) -> Result<Option<String>, Fail> {
+    Ok(match p {
         Parameter::Positional(0) => Some(sh.arg0.clone()),
         Parameter::Positional(n) => sh.positional.get(*n as usize - 1).cloned(),
         Parameter::Special(s) => match s {
@@ -388,11 +444,22 @@ fn lookup(sh: &Shell, p: &Parameter) -> Option<String> {
             "PWD" => Some(sh.cwd.clone()),
             _ => sh.var(name).map(str::to_owned),
         },
-        Parameter::NamedWithIndex { name, index } if index == "0" || index == "@" => {
-            sh.var(name).map(str::to_owned)
+        Parameter::NamedWithIndex { name, index } => {
+            let slot = sh.slot(name, index, io)?;
+            sh.element(name, &slot)
         }
-        Parameter::NamedWithAllIndices { name, .. } => sh.var(name).map(str::to_owned),
-        Parameter::NamedWithIndex { .. } => None,
+        Parameter::NamedWithAllIndices { name, .. } => {
+            let values = element_list(sh, name);
+            (!values.is_empty() || sh.vars.contains_key(name)).then(|| values.join(" "))
+        }
+    })
+}
+
+/// The values of `name` as a list: an array's elements, a scalar alone, or nothing.
+fn element_list(sh: &Shell, name: &str) -> Vec<String> {
+    match sh.arrays.get(name) {
+        Some(array) => array.values(),
+        None => sh.vars.get(name).cloned().into_iter().collect(),
     }
 }
 
@@ -416,13 +483,18 @@ fn name_of(p: &Parameter) -> String {
 }
 
 /// The value of `p`, following `${!name}` indirection.
-fn value_of(sh: &Shell, p: &Parameter, indirect: bool) -> Option<String> {
-    let value = lookup(sh, p);
-    if indirect {
+fn value_of(
+    sh: &mut Shell,
+    p: &Parameter,
+    indirect: bool,
+    io: &Io,
+) -> Result<Option<String>, Fail> {
+    let value = lookup(sh, p, io)?;
+    Ok(if indirect {
         value.and_then(|name| sh.var(&name).map(str::to_owned))
     } else {
         value
-    }
+    })
 }
 
 fn is_unset(value: &Option<String>, test: &ParameterTestType) -> bool {
@@ -448,8 +520,8 @@ fn opt_pattern(sh: &mut Shell, raw: &Option<String>, io: &Io) -> Result<String, 
 
 /// The value of one `${...}` expression.
 fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
-    let required = |sh: &Shell, p: &Parameter, indirect: bool| -> Result<String, Fail> {
-        match value_of(sh, p, indirect) {
+    let required = |sh: &mut Shell, p: &Parameter, indirect: bool| -> Result<String, Fail> {
+        match value_of(sh, p, indirect, io)? {
             Some(v) => Ok(v),
             None if sh.options.nounset && !matches!(p, Parameter::Special(_)) => {
                 let _ = io
@@ -471,7 +543,7 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             test_type,
             default_value,
         } => {
-            let value = value_of(sh, parameter, *indirect);
+            let value = value_of(sh, parameter, *indirect, io)?;
             if is_unset(&value, test_type) {
                 opt_word(sh, default_value, io)?
             } else {
@@ -484,7 +556,7 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             test_type,
             default_value,
         } => {
-            let value = value_of(sh, parameter, *indirect);
+            let value = value_of(sh, parameter, *indirect, io)?;
             if is_unset(&value, test_type) {
                 let new = opt_word(sh, default_value, io)?;
                 if let Parameter::Named(name) = parameter {
@@ -501,7 +573,7 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             test_type,
             error_message,
         } => {
-            let value = value_of(sh, parameter, *indirect);
+            let value = value_of(sh, parameter, *indirect, io)?;
             if is_unset(&value, test_type) {
                 let mut message = opt_word(sh, error_message, io)?;
                 if message.is_empty() {
@@ -520,7 +592,7 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             test_type,
             alternative_value,
         } => {
-            let value = value_of(sh, parameter, *indirect);
+            let value = value_of(sh, parameter, *indirect, io)?;
             if is_unset(&value, test_type) {
                 String::new()
             } else {
@@ -534,6 +606,8 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             if let Parameter::Special(SpecialParameter::AllPositionalParameters { .. }) = parameter
             {
                 sh.positional.len().to_string()
+            } else if let Parameter::NamedWithAllIndices { name, .. } = parameter {
+                element_list(sh, name).len().to_string()
             } else {
                 required(sh, parameter, *indirect)?
                     .chars()
@@ -649,9 +723,11 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             names.sort();
             names.into_iter().cloned().collect::<Vec<_>>().join(" ")
         }
-        P::MemberKeys { .. } => {
-            return Err(Fail::msg("arrays are not supported in this sandbox"));
-        }
+        P::MemberKeys { variable_name, .. } => match sh.arrays.get(variable_name) {
+            Some(array) => array.keys().join(" "),
+            None if sh.vars.contains_key(variable_name) => "0".into(),
+            None => String::new(),
+        },
     })
 }
 
@@ -663,7 +739,7 @@ fn trimmed(
     how: Trim,
     io: &Io,
 ) -> Result<String, Fail> {
-    let value = value_of(sh, parameter, indirect).unwrap_or_default();
+    let value = value_of(sh, parameter, indirect, io)?.unwrap_or_default();
     let p = opt_pattern(sh, raw, io)?;
     Ok(pattern::trim(&value, &p, how))
 }

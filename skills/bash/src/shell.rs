@@ -2,7 +2,7 @@
 //! pipeline runs its stages one after the other through bounded buffers, a subshell is a copy of
 //! the shell state, and background jobs (`&`) simply run to completion.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use brush_parser::ast::{self, AndOr, Command, CompoundCommand, IoFileRedirectKind as Kind};
@@ -42,10 +42,51 @@ pub struct Options {
     pub pipefail: bool,
 }
 
+/// An indexed (sparse) or associative array.
+#[derive(Clone, Debug)]
+pub enum Array {
+    Indexed(BTreeMap<i64, String>),
+    Assoc(BTreeMap<String, String>),
+}
+
+impl Array {
+    /// The values in index (or key) order.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            Array::Indexed(m) => m.values().cloned().collect(),
+            Array::Assoc(m) => m.values().cloned().collect(),
+        }
+    }
+
+    /// The indices (or keys) in order.
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            Array::Indexed(m) => m.keys().map(i64::to_string).collect(),
+            Array::Assoc(m) => m.keys().cloned().collect(),
+        }
+    }
+
+    /// The index after the last one (`a+=(x)` appends there).
+    pub fn next_index(&self) -> i64 {
+        match self {
+            Array::Indexed(m) => m.keys().next_back().map_or(0, |k| k + 1),
+            Array::Assoc(m) => m.len() as i64,
+        }
+    }
+}
+
+/// Where an array element is: an integer index or a key.
+#[derive(Clone, Debug)]
+pub enum Slot {
+    Index(i64),
+    Key(String),
+}
+
 /// The state of one shell: variables, functions, positional parameters, directory.
 #[derive(Clone)]
 pub struct Shell {
     pub vars: HashMap<String, String>,
+    pub arrays: HashMap<String, Array>,
     pub exported: BTreeSet<String>,
     pub functions: HashMap<String, Rc<ast::FunctionBody>>,
     pub positional: Vec<String>,
@@ -59,7 +100,7 @@ pub struct Shell {
     /// What `trap CMD EXIT` runs when the script ends.
     pub exit_trap: Option<String>,
     /// Saved values of `local` variables, one frame per active function call.
-    locals: Vec<Vec<(String, Option<String>)>>,
+    locals: Vec<Vec<Saved>>,
     /// Depth of if/while/until conditions and `&&`/`||` left sides, where `set -e` is off.
     condition: usize,
     /// Depth of subshells, substitutions and eval.
@@ -72,6 +113,7 @@ impl Shell {
     pub fn new() -> Self {
         let mut sh = Shell {
             vars: HashMap::new(),
+            arrays: HashMap::new(),
             exported: BTreeSet::new(),
             functions: HashMap::new(),
             positional: Vec::new(),
@@ -132,29 +174,96 @@ impl Shell {
         Ok(status)
     }
 
-    /// The value of a variable, if set.
+    /// The value of a variable, if set (element 0 of an array).
     pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str)
+        match self.arrays.get(name) {
+            Some(Array::Indexed(m)) => m.get(&0).map(String::as_str),
+            Some(Array::Assoc(m)) => m.get("0").map(String::as_str),
+            None => self.vars.get(name).map(String::as_str),
+        }
     }
 
-    /// Sets a variable, keeping `PWD` in step with the working directory.
+    /// Sets a variable (element 0 of an array, as bash does).
     pub fn set_var(&mut self, name: &str, value: String) {
-        self.vars.insert(name.to_owned(), value);
+        match self.arrays.get_mut(name) {
+            Some(Array::Indexed(m)) => {
+                m.insert(0, value);
+            }
+            Some(Array::Assoc(m)) => {
+                m.insert("0".into(), value);
+            }
+            None => {
+                self.vars.insert(name.to_owned(), value);
+            }
+        }
     }
 
-    /// Removes a variable.
+    /// Removes a variable or array.
     pub fn unset_var(&mut self, name: &str) {
         self.vars.remove(name);
+        self.arrays.remove(name);
         self.exported.remove(name);
+    }
+
+    /// Sets one element, making `name` an indexed array if it is not an array yet.
+    pub fn set_element(&mut self, name: &str, slot: Slot, value: String) {
+        let scalar = self.vars.remove(name);
+        let array = self
+            .arrays
+            .entry(name.to_owned())
+            .or_insert_with(|| Array::Indexed(scalar.into_iter().map(|v| (0, v)).collect()));
+        match (array, slot) {
+            (Array::Indexed(m), Slot::Index(i)) => {
+                m.insert(i, value);
+            }
+            (Array::Indexed(m), Slot::Key(k)) => {
+                m.insert(k.parse().unwrap_or(0), value);
+            }
+            (Array::Assoc(m), Slot::Key(k)) => {
+                m.insert(k, value);
+            }
+            (Array::Assoc(m), Slot::Index(i)) => {
+                m.insert(i.to_string(), value);
+            }
+        }
+    }
+
+    /// Where `a[index]` is: a key for an associative array, else an arithmetic index
+    /// (negative counts from the end).
+    pub fn slot(&mut self, name: &str, index: &str, io: &Io) -> Result<Slot, Fail> {
+        match self.arrays.get(name) {
+            Some(Array::Assoc(_)) => Ok(Slot::Key(crate::expand::single(self, index, io)?)),
+            other => {
+                let end = other.map_or(0, Array::next_index);
+                let i = crate::arith::eval_str(self, index, io)?;
+                Ok(Slot::Index(if i < 0 { end + i } else { i }))
+            }
+        }
+    }
+
+    /// The element at `slot`, if set.
+    pub fn element(&self, name: &str, slot: &Slot) -> Option<String> {
+        match (self.arrays.get(name), slot) {
+            (Some(Array::Indexed(m)), Slot::Index(i)) => m.get(i).cloned(),
+            (Some(Array::Assoc(m)), Slot::Key(k)) => m.get(k).cloned(),
+            (Some(Array::Assoc(m)), Slot::Index(i)) => m.get(&i.to_string()).cloned(),
+            (Some(Array::Indexed(_)), Slot::Key(_)) => None,
+            (None, Slot::Index(0)) => self.vars.get(name).cloned(),
+            (None, _) => None,
+        }
     }
 
     /// Makes `name` local to the running function (`local`).
     pub fn make_local(&mut self, name: &str) -> bool {
-        let old = self.vars.get(name).cloned();
+        let old = Saved {
+            name: name.to_owned(),
+            scalar: self.vars.get(name).cloned(),
+            array: self.arrays.get(name).cloned(),
+        };
         match self.locals.last_mut() {
             Some(frame) => {
-                if !frame.iter().any(|(n, _)| n == name) {
-                    frame.push((name.to_owned(), old));
+                if !frame.iter().any(|s| s.name == name) {
+                    frame.push(old);
                 }
                 true
             }
@@ -556,12 +665,22 @@ impl Shell {
         if argv.is_empty() {
             // Plain assignments: `$?` is that of the last command substitution, if any.
             let status = self.status;
-            for (name, value) in values {
-                self.set_var(&name, value);
+            for assigned in values {
+                self.assign(assigned);
             }
             return Ok(status);
         }
-        // `NAME=value command`: the value holds for that command only.
+        // `NAME=value command`: the value holds for that command only (arrays stay).
+        let values: Vec<(String, String)> = values
+            .into_iter()
+            .filter_map(|assigned| match assigned {
+                Assigned::Scalar(name, value) => Some((name, value)),
+                other => {
+                    self.assign(other);
+                    None
+                }
+            })
+            .collect();
         let saved: Vec<_> = values
             .iter()
             .map(|(n, _)| {
@@ -593,25 +712,89 @@ impl Shell {
         result
     }
 
-    fn assignment_value(&mut self, a: &ast::Assignment, io: &Io) -> Result<(String, String), Fail> {
-        let name = match &a.name {
-            ast::AssignmentName::VariableName(n) => n.clone(),
-            ast::AssignmentName::ArrayElementName(..) => {
-                return Err(Fail::msg("arrays are not supported in this sandbox"));
+    fn assignment_value(&mut self, a: &ast::Assignment, io: &Io) -> Result<Assigned, Fail> {
+        match (&a.name, &a.value) {
+            (ast::AssignmentName::VariableName(name), ast::AssignmentValue::Scalar(w)) => {
+                let value = crate::expand::single(self, &w.value, io)?;
+                let value = if a.append {
+                    format!("{}{}", self.var(name).unwrap_or(""), value)
+                } else {
+                    value
+                };
+                Ok(Assigned::Scalar(name.clone(), value))
             }
-        };
-        let value = match &a.value {
-            ast::AssignmentValue::Scalar(w) => crate::expand::single(self, &w.value, io)?,
-            ast::AssignmentValue::Array(_) => {
-                return Err(Fail::msg("arrays are not supported in this sandbox"));
+            (
+                ast::AssignmentName::ArrayElementName(name, index),
+                ast::AssignmentValue::Scalar(w),
+            ) => {
+                let slot = self.slot(name, index, io)?;
+                let value = crate::expand::single(self, &w.value, io)?;
+                let value = if a.append {
+                    format!("{}{}", self.element(name, &slot).unwrap_or_default(), value)
+                } else {
+                    value
+                };
+                Ok(Assigned::Element(name.clone(), slot, value))
             }
-        };
-        let value = if a.append {
-            format!("{}{}", self.var(&name).unwrap_or(""), value)
-        } else {
-            value
-        };
-        Ok((name, value))
+            (ast::AssignmentName::VariableName(name), ast::AssignmentValue::Array(items)) => {
+                let assoc = matches!(self.arrays.get(name), Some(Array::Assoc(_)));
+                let mut array = match self.arrays.get(name) {
+                    Some(existing) if a.append => existing.clone(),
+                    _ if assoc => Array::Assoc(BTreeMap::new()),
+                    _ => Array::Indexed(BTreeMap::new()),
+                };
+                let mut next = array.next_index();
+                for (key, value) in items {
+                    match key {
+                        Some(k) => {
+                            let k = crate::expand::single(self, &k.value, io)?;
+                            let v = crate::expand::single(self, &value.value, io)?;
+                            match &mut array {
+                                Array::Assoc(m) => {
+                                    m.insert(k, v);
+                                }
+                                Array::Indexed(m) => {
+                                    let i = crate::arith::eval_str(self, &k, io)?;
+                                    m.insert(i, v);
+                                    next = i + 1;
+                                }
+                            }
+                        }
+                        None => {
+                            for v in crate::expand::words(self, std::slice::from_ref(value), io)? {
+                                match &mut array {
+                                    Array::Indexed(m) => {
+                                        m.insert(next, v);
+                                    }
+                                    Array::Assoc(m) => {
+                                        m.insert(next.to_string(), v);
+                                    }
+                                }
+                                next += 1;
+                            }
+                        }
+                    }
+                }
+                Ok(Assigned::Array(name.clone(), array))
+            }
+            (ast::AssignmentName::ArrayElementName(name, _), ast::AssignmentValue::Array(_)) => {
+                Err(Fail::msg(format!(
+                    "{name}: cannot assign a list to an array element"
+                )))
+            }
+        }
+    }
+
+    /// Applies an assignment for good.
+    fn assign(&mut self, assigned: Assigned) {
+        match assigned {
+            Assigned::Scalar(name, value) => self.set_var(&name, value),
+            Assigned::Element(name, slot, value) => self.set_element(&name, slot, value),
+            Assigned::Array(name, array) => {
+                self.vars.remove(&name);
+                self.arrays.insert(name, array);
+            }
+        }
     }
 
     /// Runs a command by name: a function, a builtin or utility, or "command not found".
@@ -694,10 +877,14 @@ impl Shell {
         let saved = std::mem::replace(&mut self.positional, argv[1..].to_vec());
         self.locals.push(Vec::new());
         let result = self.run_compound(&body.0, &io);
-        for (name, old) in self.locals.pop().unwrap_or_default().into_iter().rev() {
-            match old {
-                Some(v) => self.vars.insert(name, v),
-                None => self.vars.remove(&name),
+        for old in self.locals.pop().unwrap_or_default().into_iter().rev() {
+            match old.scalar {
+                Some(v) => self.vars.insert(old.name.clone(), v),
+                None => self.vars.remove(&old.name),
+            };
+            match old.array {
+                Some(a) => self.arrays.insert(old.name, a),
+                None => self.arrays.remove(&old.name),
             };
         }
         self.positional = saved;
@@ -821,6 +1008,21 @@ impl Shell {
         let file = options.open(&target).map_err(failed)?;
         set_out(io, fd, Out::File(Rc::new(std::cell::RefCell::new(file))))
     }
+}
+
+/// A variable's value before `local` shadowed it.
+#[derive(Clone)]
+struct Saved {
+    name: String,
+    scalar: Option<String>,
+    array: Option<Array>,
+}
+
+/// A checked assignment, not applied yet.
+enum Assigned {
+    Scalar(String, String),
+    Element(String, Slot, String),
+    Array(String, Array),
 }
 
 impl Default for Shell {
