@@ -133,6 +133,40 @@ async fn a_text_editor_turn_from_telegram_to_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bash_turn_from_telegram_to_reply() {
+    let (fake, molten) = serve("").await;
+    fake.script_llm([
+        llm_tool(
+            "call_1",
+            "bash",
+            json!({"command": "printf 'eggs\\nmilk\\n' > list.txt; sort -r list.txt | head -n 1; env | wc -l; cat /etc/passwd"}),
+        ),
+        llm_text("The last item is milk."),
+    ]);
+    molten.telegram(300, 42, "what is last on my list?").await;
+    let sent = fake.wait_for("/sendMessage", 1, WAIT).await;
+    assert_eq!(sent[0].body["text"], "The last item is milk.");
+    assert_eq!(
+        std::fs::read_to_string(molten.sandbox("telegram:42").join("list.txt")).unwrap(),
+        "eggs\nmilk\n"
+    );
+    // What the model got back: the script's output, the sandbox's eight variables, and no host
+    // file; never the service's secrets.
+    let llm = fake.llm_requests();
+    let messages = llm[1].body["messages"].as_array().unwrap();
+    let result = messages.last().unwrap();
+    assert_eq!(result["role"], "tool");
+    let output: Value = serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
+    assert_eq!(output["stdout"], "milk\n8\n", "{output}");
+    assert_eq!(
+        output["stderr"],
+        "cat: /etc/passwd: No such file or directory\n"
+    );
+    assert_eq!(output["exit_code"], 1);
+    assert!(!result.to_string().contains("sk-test-key"), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_are_retried_after_the_servers_delay() {
     let (fake, molten) = serve("").await;
     fake.script_llm([
