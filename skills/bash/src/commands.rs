@@ -13,7 +13,9 @@ use crate::{builtins, fileutils, sysutils, textutils};
 /// status, or a change of control flow (`exit`, `return`, `break`, `continue`).
 #[derive(Debug)]
 pub enum Fail {
+    /// A message and the status to exit with.
     Msg(String, i32),
+    /// `exit`, `return`, `break` or `continue` passing through.
     Flow(Flow),
 }
 
@@ -34,7 +36,9 @@ pub type Outcome = Result<i32, Fail>;
 
 /// A command's view of the shell and its streams.
 pub struct Ctx<'a> {
+    /// The shell running the command.
     pub sh: &'a mut Shell,
+    /// Its standard streams, redirections applied.
     pub io: &'a Io,
 }
 
@@ -133,10 +137,13 @@ pub fn is_builtin(name: &str) -> bool {
 /// Parsed command-line options: single-letter flags, flags with values, and operands.
 #[derive(Default)]
 pub struct Args {
+    /// Flags given without a value.
     pub flags: HashSet<char>,
+    /// The last value of each flag that takes one.
     pub values: HashMap<char, String>,
     /// Every value of a flag given more than once (`grep -e a -e b`), in order.
     pub repeated: Vec<(char, String)>,
+    /// Everything that is not an option.
     pub operands: Vec<String>,
 }
 

@@ -171,18 +171,47 @@ fn parse_word(raw: &str) -> Result<Vec<word::WordPieceWithSource>, Fail> {
 fn braces(raw: &str) -> Vec<String> {
     match word::parse_brace_expansions(raw, &parser_options()) {
         Ok(Some(parts)) if parts.iter().any(|p| matches!(p, Brace::Expr(_))) => {
-            brace_product(&parts)
+            brace_product(&parts, zero_padding(raw))
         }
         _ => vec![raw.to_owned()],
     }
 }
 
-fn brace_product(parts: &[Brace]) -> Vec<String> {
+/// The width of `{01..10}`: a bound written with a leading zero pads every number to the
+/// longest bound. The parser keeps only the numbers, so this reads the word itself.
+fn zero_padding(raw: &str) -> usize {
+    let mut width = 0;
+    for part in raw.split('{').skip(1) {
+        let Some(body) = part.split('}').next() else {
+            continue;
+        };
+        let bounds: Vec<&str> = body.split("..").collect();
+        if bounds.len() < 2
+            || !bounds
+                .iter()
+                .all(|b| b.trim_start_matches('-').parse::<u64>().is_ok())
+        {
+            continue;
+        }
+        let padded = bounds[..2].iter().any(|b| {
+            b.trim_start_matches('-').len() > 1 && b.trim_start_matches('-').starts_with('0')
+        });
+        if padded {
+            width = width.max(bounds[0].len()).max(bounds[1].len());
+        }
+    }
+    width
+}
+
+fn brace_product(parts: &[Brace], width: usize) -> Vec<String> {
     let mut results = vec![String::new()];
     for part in parts {
         let options: Vec<String> = match part {
             Brace::Text(t) => vec![t.clone()],
-            Brace::Expr(members) => members.iter().flat_map(brace_member).collect(),
+            Brace::Expr(members) => members
+                .iter()
+                .flat_map(|m| brace_member(m, width))
+                .collect(),
         };
         results = results
             .iter()
@@ -195,9 +224,9 @@ fn brace_product(parts: &[Brace]) -> Vec<String> {
     results
 }
 
-fn brace_member(member: &Member) -> Vec<String> {
+fn brace_member(member: &Member, width: usize) -> Vec<String> {
     match member {
-        Member::Child(parts) => brace_product(parts),
+        Member::Child(parts) => brace_product(parts, width),
         Member::NumberSequence {
             start,
             end,
@@ -209,7 +238,7 @@ fn brace_member(member: &Member) -> Vec<String> {
             } else {
                 (*end..=*start).rev().step_by(step).collect()
             };
-            seq.into_iter().map(|n| n.to_string()).collect()
+            seq.into_iter().map(|n| format!("{n:0width$}")).collect()
         }
         Member::CharSequence {
             start,
@@ -407,6 +436,7 @@ pub fn substitute(sh: &mut Shell, source: &str, io: &Io) -> Result<String, Fail>
                 let message = format!("bash: {name}: {}\n", crate::io::describe(&e));
                 let _ = io.stderr.write(message.as_bytes());
                 sh.status = 1;
+                sh.substituted = Some(1);
                 String::new()
             }
         };
@@ -421,6 +451,7 @@ pub fn substitute(sh: &mut Shell, source: &str, io: &Io) -> Result<String, Fail>
     };
     let status = sub.run_isolated(|s| s.run_source(source, &sub_io));
     sh.status = status;
+    sh.substituted = Some(status);
     let bytes = capture.take();
     let text = String::from_utf8_lossy(&bytes);
     Ok(text.trim_end_matches('\n').to_owned())

@@ -37,15 +37,20 @@ pub type Status = Result<i32, Flow>;
 /// `set -e`, `set -u`, `set -o pipefail`.
 #[derive(Clone, Default)]
 pub struct Options {
+    /// `set -e`: a failing command ends the script.
     pub errexit: bool,
+    /// `set -u`: expanding an unset variable ends the script.
     pub nounset: bool,
+    /// `set -o pipefail`: a pipeline fails when any stage fails.
     pub pipefail: bool,
 }
 
 /// An indexed (sparse) or associative array.
 #[derive(Clone, Debug)]
 pub enum Array {
+    /// `a=(x y)`, `declare -a`: integer indices, possibly with gaps.
     Indexed(BTreeMap<i64, String>),
+    /// `declare -A`: string keys.
     Assoc(BTreeMap<String, String>),
 }
 
@@ -78,17 +83,24 @@ impl Array {
 /// Where an array element is: an integer index or a key.
 #[derive(Clone, Debug)]
 pub enum Slot {
+    /// An index of an indexed array.
     Index(i64),
+    /// A key of an associative array.
     Key(String),
 }
 
 /// The state of one shell: variables, functions, positional parameters, directory.
 #[derive(Clone)]
 pub struct Shell {
+    /// Scalar variables.
     pub vars: HashMap<String, String>,
+    /// Array variables (a name is in one map or the other).
     pub arrays: HashMap<String, Array>,
+    /// Names passed on to commands (`export`), as `env` shows them.
     pub exported: BTreeSet<String>,
+    /// Defined functions by name.
     pub functions: HashMap<String, Rc<ast::FunctionBody>>,
+    /// `$1`, `$2`, ...
     pub positional: Vec<String>,
     /// `$0`: "bash", or the script's name.
     pub arg0: String,
@@ -96,6 +108,7 @@ pub struct Shell {
     pub cwd: String,
     /// `$?`.
     pub status: i32,
+    /// `set` options.
     pub options: Options,
     /// What `trap CMD EXIT` runs when the script ends.
     pub exit_trap: Option<String>,
@@ -105,6 +118,8 @@ pub struct Shell {
     condition: usize,
     /// Depth of subshells, substitutions and eval.
     pub nesting: usize,
+    /// Status of the last command substitution of the current command, if one ran.
+    pub substituted: Option<i32>,
     loop_depth: u32,
 }
 
@@ -125,6 +140,7 @@ impl Shell {
             locals: Vec::new(),
             condition: 0,
             nesting: 0,
+            substituted: None,
             loop_depth: 0,
         };
         for (k, v) in [
@@ -338,14 +354,18 @@ impl Shell {
             self.condition += 1;
         }
         let result = if pipeline.seq.len() == 1 {
-            self.run_command(&pipeline.seq[0], io)
+            self.run_command(&pipeline.seq[0], io).map(|s| (s, vec![s]))
         } else {
             Ok(self.run_stages(&pipeline.seq, io))
         };
         if pipeline.bang {
             self.condition -= 1;
         }
-        let status = result?;
+        let (status, each) = result?;
+        self.arrays.insert(
+            "PIPESTATUS".into(),
+            Array::Indexed((0..).zip(each.into_iter().map(|s| s.to_string())).collect()),
+        );
         self.status = if pipeline.bang {
             i32::from(status == 0)
         } else {
@@ -355,11 +375,13 @@ impl Shell {
     }
 
     /// Runs the stages of `a | b | c` one after another, each in a copy of the shell (as bash
-    /// runs each in a subshell), feeding each the output of the one before.
-    fn run_stages(&mut self, stages: &[Command], io: &Io) -> i32 {
+    /// runs each in a subshell), feeding each the output of the one before. Returns the
+    /// pipeline's status and each stage's (`PIPESTATUS`).
+    fn run_stages(&mut self, stages: &[Command], io: &Io) -> (i32, Vec<i32>) {
         let mut input = io.stdin.clone();
         let mut failed = 0;
         let mut status = 0;
+        let mut each = Vec::with_capacity(stages.len());
         for (i, command) in stages.iter().enumerate() {
             let last = i + 1 == stages.len();
             let out = if last { io.stdout.clone() } else { Out::pipe() };
@@ -370,6 +392,7 @@ impl Shell {
             };
             let mut sub = self.clone();
             status = sub.run_isolated(|sh| sh.run_command(command, &stage_io));
+            each.push(status);
             if status != 0 {
                 failed = status;
             }
@@ -377,11 +400,14 @@ impl Shell {
                 input = In::bytes(out.take());
             }
         }
-        if self.options.pipefail {
-            failed
-        } else {
-            status
-        }
+        (
+            if self.options.pipefail {
+                failed
+            } else {
+                status
+            },
+            each,
+        )
     }
 
     /// Runs `f` as a subshell body: `exit` ends only it.
@@ -652,6 +678,7 @@ impl Shell {
             Err(e) => return self.expansion_failed(e, io),
         };
         let mut values = Vec::new();
+        self.substituted = None;
         for a in &assignments {
             match self.assignment_value(a, io) {
                 Ok(v) => values.push(v),
@@ -663,8 +690,8 @@ impl Shell {
             None => return Ok(1),
         };
         if argv.is_empty() {
-            // Plain assignments: `$?` is that of the last command substitution, if any.
-            let status = self.status;
+            // Plain assignments: `$?` is that of the last command substitution, else 0.
+            let status = self.substituted.take().unwrap_or(0);
             for assigned in values {
                 self.assign(assigned);
             }
@@ -1020,8 +1047,11 @@ struct Saved {
 
 /// A checked assignment, not applied yet.
 enum Assigned {
+    /// `name=value`
     Scalar(String, String),
+    /// `name[index]=value`
     Element(String, Slot, String),
+    /// `name=(...)`
     Array(String, Array),
 }
 

@@ -27,6 +27,7 @@ pub fn lookup(name: &str) -> Option<Command> {
         "sha256sum" => |ctx, argv| checksum(ctx, argv, Digest::Sha256),
         "rev" => rev,
         "nl" => nl,
+        "paste" => paste,
         _ => return None,
     })
 }
@@ -1476,6 +1477,47 @@ fn nl(ctx: &mut Ctx, argv: &[String]) -> Outcome {
                 n += 1;
                 let _ = writeln!(out, "{n:>6}\t{line}");
             }
+        }
+    }
+    ctx.out(out)?;
+    Ok(i32::from(failed))
+}
+
+/// `paste [-s] [-d LIST] FILE...`: lines of the files side by side, or (`-s`) each file's
+/// lines on one line; the delimiters of LIST are used in turn.
+fn paste(ctx: &mut Ctx, argv: &[String]) -> Outcome {
+    let args = Args::parse(argv, "s", "d", &[("serial", 's'), ("delimiters", 'd')])?;
+    let delims: Vec<char> = crate::expand::ansi_c(args.value('d').unwrap_or("\t"))
+        .chars()
+        .collect();
+    let delim = |i: usize| delims.get(i % delims.len().max(1)).copied();
+    let (inputs, failed) = ctx.inputs("paste", &args.operands);
+    let columns: Vec<Vec<String>> = inputs.iter().map(|(_, b)| lines(b)).collect();
+    let mut out = String::new();
+    let join = |cells: &[String]| {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                line.extend(delim(i - 1));
+            }
+            line.push_str(cell);
+        }
+        line
+    };
+    if args.has('s') {
+        for column in &columns {
+            out.push_str(&join(column));
+            out.push('\n');
+        }
+    } else {
+        let rows = columns.iter().map(Vec::len).max().unwrap_or(0);
+        for r in 0..rows {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| c.get(r).cloned().unwrap_or_default())
+                .collect();
+            out.push_str(&join(&cells));
+            out.push('\n');
         }
     }
     ctx.out(out)?;
