@@ -279,9 +279,11 @@ fn assign_words(ctx: &mut Ctx, argv: &[String], local: bool) -> Outcome {
     let mut export = false;
     // `declare -a NAME` / `declare -A NAME`: an empty array of that kind.
     let mut kind: Option<Array> = None;
+    let mut integer = false;
     for word in &argv[1..] {
         if let Some(flags) = word.strip_prefix('-') {
             export |= flags.contains('x');
+            integer |= flags.contains('i');
             if flags.contains('A') {
                 kind = Some(Array::Assoc(Default::default()));
             } else if flags.contains('a') {
@@ -309,6 +311,14 @@ fn assign_words(ctx: &mut Ctx, argv: &[String], local: bool) -> Outcome {
             ctx.sh.arrays.insert(name.to_owned(), array);
             continue;
         }
+        if integer {
+            ctx.sh.integers.insert(name.to_owned());
+        }
+        let value = match value {
+            Some(v) if integer => Some(crate::arith::eval_str(ctx.sh, v, ctx.io)?.to_string()),
+            other => other.map(str::to_owned),
+        };
+        let value = value.as_deref();
         match (&kind, value) {
             (Some(array), _) => {
                 if !ctx.sh.arrays.contains_key(name) || local {

@@ -2,7 +2,7 @@
 //! pipeline runs its stages one after the other through bounded buffers, a subshell is a copy of
 //! the shell state, and background jobs (`&`) simply run to completion.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use brush_parser::ast::{self, AndOr, Command, CompoundCommand, IoFileRedirectKind as Kind};
@@ -98,6 +98,8 @@ pub struct Shell {
     pub arrays: HashMap<String, Array>,
     /// Names passed on to commands (`export`), as `env` shows them.
     pub exported: BTreeSet<String>,
+    /// Names declared with `declare -i`: what is assigned to them is evaluated as arithmetic.
+    pub integers: HashSet<String>,
     /// Defined functions by name.
     pub functions: HashMap<String, Rc<ast::FunctionBody>>,
     /// `$1`, `$2`, ...
@@ -129,6 +131,7 @@ impl Shell {
         let mut sh = Shell {
             vars: HashMap::new(),
             arrays: HashMap::new(),
+            integers: HashSet::new(),
             exported: BTreeSet::new(),
             functions: HashMap::new(),
             positional: Vec::new(),
@@ -743,7 +746,15 @@ impl Shell {
         match (&a.name, &a.value) {
             (ast::AssignmentName::VariableName(name), ast::AssignmentValue::Scalar(w)) => {
                 let value = crate::expand::single(self, &w.value, io)?;
-                let value = if a.append {
+                let value = if self.integers.contains(name) {
+                    let n = crate::arith::eval_str(self, &value, io)?;
+                    let base = if a.append {
+                        crate::arith::eval_str(self, name, io)?
+                    } else {
+                        0
+                    };
+                    base.wrapping_add(n).to_string()
+                } else if a.append {
                     format!("{}{}", self.var(name).unwrap_or(""), value)
                 } else {
                     value

@@ -866,6 +866,18 @@ enum SedOp {
     Insert(String),
     Change(String),
     Transliterate(Vec<char>, Vec<char>),
+    /// `h`, `H`, `g`, `G`, `x`: the hold space.
+    Hold {
+        append: bool,
+    },
+    Get {
+        append: bool,
+    },
+    Exchange,
+    /// `n` (print and replace) and `N` (append) the next line.
+    Next {
+        append: bool,
+    },
 }
 
 struct SedCommand {
@@ -999,6 +1011,13 @@ impl SedParser<'_> {
                 'p' => SedOp::Print,
                 'q' => SedOp::Quit,
                 '=' => SedOp::LineNumber,
+                'h' => SedOp::Hold { append: false },
+                'H' => SedOp::Hold { append: true },
+                'g' => SedOp::Get { append: false },
+                'G' => SedOp::Get { append: true },
+                'x' => SedOp::Exchange,
+                'n' => SedOp::Next { append: false },
+                'N' => SedOp::Next { append: true },
                 'a' => SedOp::Append(self.rest_of_line()),
                 'i' => SedOp::Insert(self.rest_of_line()),
                 'c' => SedOp::Change(self.rest_of_line()),
@@ -1119,10 +1138,12 @@ fn run_sed(commands: &mut [SedCommand], input: &[u8], quiet: bool) -> String {
     let all = lines(input);
     let ends_with_newline = input.ends_with(b"\n");
     let mut out = String::new();
-    for (i, line) in all.iter().enumerate() {
-        let line_no = i + 1;
-        let last = line_no == all.len();
-        let mut space = line.clone();
+    let mut hold = String::new();
+    let mut i = 0;
+    while i < all.len() {
+        let mut line_no = i + 1;
+        let mut last = line_no == all.len();
+        let mut space = all[i].clone();
         let mut deleted = false;
         let mut quit = false;
         let mut appended = Vec::new();
@@ -1131,6 +1152,37 @@ fn run_sed(commands: &mut [SedCommand], input: &[u8], quiet: bool) -> String {
                 continue;
             }
             match &cmd.op {
+                SedOp::Hold { append: false } => hold = space.clone(),
+                SedOp::Hold { append: true } => {
+                    hold.push('\n');
+                    hold.push_str(&space);
+                }
+                SedOp::Get { append: false } => space = hold.clone(),
+                SedOp::Get { append: true } => {
+                    space.push('\n');
+                    space.push_str(&hold);
+                }
+                SedOp::Exchange => std::mem::swap(&mut space, &mut hold),
+                SedOp::Next { append } => {
+                    if last {
+                        // No next line: GNU sed prints the pattern space and ends.
+                        quit = true;
+                        break;
+                    }
+                    if !append && !quiet {
+                        out.push_str(&space);
+                        out.push('\n');
+                    }
+                    i += 1;
+                    line_no = i + 1;
+                    last = line_no == all.len();
+                    if *append {
+                        space.push('\n');
+                        space.push_str(&all[i]);
+                    } else {
+                        space = all[i].clone();
+                    }
+                }
                 SedOp::Delete => {
                     deleted = true;
                     break;
@@ -1205,6 +1257,7 @@ fn run_sed(commands: &mut [SedCommand], input: &[u8], quiet: bool) -> String {
         if quit {
             break;
         }
+        i += 1;
     }
     out
 }
