@@ -400,25 +400,8 @@ fn list_expansion(sh: &mut Shell, expr: &P, io: &Io) -> Result<Option<(Vec<Strin
                 } else {
                     values
                 };
-                let n = values.len() as i64;
-                let start = crate::arith::eval_str(sh, &offset.value, io)?;
-                let start = if start < 0 {
-                    (n + start).max(0)
-                } else {
-                    start.min(n)
-                };
-                let end = match length {
-                    Some(l) => {
-                        let l = crate::arith::eval_str(sh, &l.value, io)?;
-                        if l < 0 {
-                            (n + l).max(start)
-                        } else {
-                            (start + l).min(n)
-                        }
-                    }
-                    None => n,
-                };
-                Some((values[start as usize..end as usize].to_vec(), joined))
+                let (start, end) = slice_bounds(sh, offset, length.as_ref(), values.len(), io)?;
+                Some((values[start..end].to_vec(), joined))
             }
         },
         _ => None,
@@ -673,24 +656,8 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             length,
         } => {
             let value: Vec<char> = required(sh, parameter, *indirect)?.chars().collect();
-            let len = value.len() as i64;
-            let mut start = crate::arith::eval_str(sh, &offset.value, io)?;
-            if start < 0 {
-                start = (len + start).max(0);
-            }
-            let start = start.min(len);
-            let end = match length {
-                Some(l) => {
-                    let l = crate::arith::eval_str(sh, &l.value, io)?;
-                    if l < 0 {
-                        (len + l).max(start)
-                    } else {
-                        (start + l).min(len)
-                    }
-                }
-                None => len,
-            };
-            value[start as usize..end as usize].iter().collect()
+            let (start, end) = slice_bounds(sh, offset, length.as_ref(), value.len(), io)?;
+            value[start..end].iter().collect()
         }
         P::Transform {
             parameter,
@@ -760,6 +727,36 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             None => String::new(),
         },
     })
+}
+
+/// The range `${x:offset:length}` takes of `n` items: a negative offset counts from the end,
+/// a negative length stops that far before the end.
+fn slice_bounds(
+    sh: &mut Shell,
+    offset: &brush_parser::ast::UnexpandedArithmeticExpr,
+    length: Option<&brush_parser::ast::UnexpandedArithmeticExpr>,
+    n: usize,
+    io: &Io,
+) -> Result<(usize, usize), Fail> {
+    let n = n as i64;
+    let start = crate::arith::eval_str(sh, &offset.value, io)?;
+    let start = if start < 0 {
+        (n + start).max(0)
+    } else {
+        start.min(n)
+    };
+    let end = match length {
+        Some(l) => {
+            let l = crate::arith::eval_str(sh, &l.value, io)?;
+            if l < 0 {
+                (n + l).max(start)
+            } else {
+                (start + l).min(n)
+            }
+        }
+        None => n,
+    };
+    Ok((start as usize, end as usize))
 }
 
 fn trimmed(
