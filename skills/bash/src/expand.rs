@@ -551,20 +551,14 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             parameter,
             indirect,
         } => required(sh, parameter, *indirect)?,
+        // `${x:-word}` uses the word when x is unset (or null); `${x:=word}` also keeps it.
         P::UseDefaultValues {
             parameter,
             indirect,
             test_type,
             default_value,
-        } => {
-            let value = value_of(sh, parameter, *indirect, io)?;
-            if is_unset(&value, test_type) {
-                opt_word(sh, default_value, io)?
-            } else {
-                value.unwrap_or_default()
-            }
         }
-        P::AssignDefaultValues {
+        | P::AssignDefaultValues {
             parameter,
             indirect,
             test_type,
@@ -573,7 +567,7 @@ fn parameter(sh: &mut Shell, expr: &P, io: &Io) -> Result<String, Fail> {
             let value = value_of(sh, parameter, *indirect, io)?;
             if is_unset(&value, test_type) {
                 let new = opt_word(sh, default_value, io)?;
-                if let Parameter::Named(name) = parameter {
+                if let (P::AssignDefaultValues { .. }, Parameter::Named(name)) = (expr, parameter) {
                     sh.set_var(name, new.clone());
                 }
                 new
