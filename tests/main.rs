@@ -3,6 +3,8 @@
 
 mod support;
 
+mod azurite;
+
 mod bash;
 mod cli;
 mod confinement;

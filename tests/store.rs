@@ -1,18 +1,75 @@
-//! The Store contract, run against the embedded SQLite store. Written over `dyn Store` so the
-//! Azure store can run the same suite.
+//! The Store contract, run against the embedded SQLite store and against the Azure store (Blob
+//! and Table storage) on Azurite.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use molten::store::{SessionMessage, SkillCallRecord, SqliteStore, Store, UsageRecord};
+use molten::store::{AzureStore, SessionMessage, SkillCallRecord, SqliteStore, Store, UsageRecord};
+use tempfile::TempDir;
 
-use crate::support::temp_dir;
+use crate::azurite::azurite;
 
-fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = temp_dir();
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-    (dir, Arc::new(store))
+/// Where a test's state lives; every `open` is a new handle on the same state.
+enum Backend {
+    /// The directory lives as long as the backend.
+    Sqlite {
+        _dir: TempDir,
+        path: PathBuf,
+    },
+    Azure {
+        container: String,
+        tables: String,
+    },
 }
+
+impl Backend {
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).unwrap()),
+            Backend::Azure { container, tables } => Arc::new(
+                AzureStore::open(&azurite().account(), container, tables)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
+/// Runs each contract test once per backend.
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let dir = crate::support::temp_dir();
+                    let path = dir.path().join("state.db");
+                    super::$test(super::Backend::Sqlite { _dir: dir, path }).await
+                }
+            )*
+        }
+        mod azurite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = super::Backend::Azure {
+                        container: crate::azurite::unique("c"),
+                        tables: crate::azurite::unique("t"),
+                    };
+                    super::$test(backend).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    sessions_append_keep_the_newest_and_expire,
+    concurrent_appends_lose_nothing,
+    replied_marks_and_the_cache,
+    usage_and_skill_log_add_up,
+);
 
 fn msg(role: &str, content: &str) -> SessionMessage {
     SessionMessage {
@@ -23,9 +80,8 @@ fn msg(role: &str, content: &str) -> SessionMessage {
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-#[tokio::test]
-async fn sessions_append_keep_the_newest_and_expire() {
-    let (_dir, store) = sqlite();
+async fn sessions_append_keep_the_newest_and_expire(backend: Backend) {
+    let store = backend.open().await;
     assert!(store.session("telegram:1", DAY).await.unwrap().is_empty());
     store
         .append_session("telegram:1", &[msg("user", "a"), msg("assistant", "b")], 3)
@@ -57,12 +113,13 @@ async fn sessions_append_keep_the_newest_and_expire() {
     assert!(store.session("telegram:1", DAY).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn concurrent_appends_lose_nothing() {
-    let (_dir, store) = sqlite();
+async fn concurrent_appends_lose_nothing(backend: Backend) {
+    // Two handles, as two workers have: neither overwrites the other's turn.
+    let stores = [backend.open().await, backend.open().await];
+    let store = stores[0].clone();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
-            let store = store.clone();
+            let store = stores[i % 2].clone();
             tokio::spawn(async move {
                 store
                     .append_session("slack:C1", &[msg("user", &i.to_string())], 100)
@@ -77,9 +134,8 @@ async fn concurrent_appends_lose_nothing() {
     assert_eq!(store.session("slack:C1", DAY).await.unwrap().len(), 20);
 }
 
-#[tokio::test]
-async fn replied_marks_and_the_cache() {
-    let (_dir, store) = sqlite();
+async fn replied_marks_and_the_cache(backend: Backend) {
+    let store = backend.open().await;
     assert!(!store.replied("telegram:5").await.unwrap());
     store.mark_replied("telegram:5").await.unwrap();
     store.mark_replied("telegram:5").await.unwrap();
@@ -101,9 +157,8 @@ async fn replied_marks_and_the_cache() {
     assert!(!store.replied("telegram:5").await.unwrap());
 }
 
-#[tokio::test]
-async fn usage_and_skill_log_add_up() {
-    let (_dir, store) = sqlite();
+async fn usage_and_skill_log_add_up(backend: Backend) {
+    let store = backend.open().await;
     for (prompt, completion, cost) in [(100, 20, 0.01), (50, 5, 0.002)] {
         store
             .record_usage(&UsageRecord {

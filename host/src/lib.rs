@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod azure;
 pub mod channels;
 pub mod config;
 pub mod db;

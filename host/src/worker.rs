@@ -124,11 +124,7 @@ impl Worker {
             Ok(envelope) => envelope,
             Err(e) => {
                 return self
-                    .poison(
-                        &leased.receipt,
-                        &format!("not a message envelope: {e}"),
-                        None,
-                    )
+                    .poison(&leased, &format!("not a message envelope: {e}"), None)
                     .await
             }
         };
@@ -138,7 +134,7 @@ impl Worker {
                 "not answered after {} deliveries",
                 self.config.max_deliveries
             );
-            return self.poison(&leased.receipt, &reason, Some(&envelope)).await;
+            return self.poison(&leased, &reason, Some(&envelope)).await;
         }
         match self.store.replied(&key).await {
             Ok(true) => {
@@ -238,14 +234,9 @@ impl Worker {
         }
     }
 
-    async fn poison(
-        &self,
-        receipt: &Receipt,
-        reason: &str,
-        envelope: Option<&Envelope>,
-    ) -> Outcome {
-        tracing::error!(id = %receipt.id, %reason, "poisoning message");
-        if let Err(e) = self.queue.poison(receipt, reason).await {
+    async fn poison(&self, leased: &Leased, reason: &str, envelope: Option<&Envelope>) -> Outcome {
+        tracing::error!(id = %leased.receipt.id, %reason, "poisoning message");
+        if let Err(e) = self.queue.poison(leased, reason).await {
             tracing::error!(error = %e, "cannot poison the message");
             return Outcome::Retry;
         }

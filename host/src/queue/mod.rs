@@ -3,12 +3,15 @@
 //! Semantics follow Azure Storage Queue, so that the embedded SQLite queue and the Azure one are
 //! interchangeable: a leased message is invisible for a visibility timeout and comes back if it
 //! is not deleted in time; every lease counts a delivery and hands out a fresh pop receipt; only
-//! the holder of the current receipt can renew, delete or poison the message.
+//! the holder of the current receipt can renew, delete or poison the message. The embedded
+//! default is one SQLite file; [`AzureQueue`] is an Azure Storage Queue any number of replicas share.
 
+mod azure;
 mod sqlite;
 
 use std::time::Duration;
 
+pub use azure::AzureQueue;
 pub use sqlite::SqliteQueue;
 
 /// Proof of holding a lease: the message id and the receipt of the current lease.
@@ -31,12 +34,26 @@ pub struct Leased {
     pub dequeue_count: u32,
 }
 
+/// A message taken out of the queue because it kept failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poisoned {
+    /// Its id while it was queued.
+    pub id: String,
+    /// The message as enqueued.
+    pub body: String,
+    /// Why it was poisoned.
+    pub reason: String,
+}
+
 /// A queue operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The backing store failed.
     #[error("queue storage failed: {0}; check that the data directory is writable and not full")]
     Storage(String),
+    /// Azure Storage refused or could not be reached.
+    #[error("Azure queue storage failed: {0}; check azure.storage (account, key or the replica's role on it) and that the account is reachable")]
+    Azure(String),
     /// The lease expired and the message was leased again (or deleted) meanwhile.
     #[error("the lease on message {id} was lost (it expired before it was renewed); the message will be delivered again")]
     LeaseLost {
@@ -68,8 +85,12 @@ pub trait WorkQueue: Send + Sync {
     /// Removes a message whose work is done.
     async fn delete(&self, receipt: &Receipt) -> Result<(), QueueError>;
 
-    /// Moves a message that keeps failing out of the queue, keeping it with `reason`.
-    async fn poison(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError>;
+    /// Moves a message that keeps failing out of the queue, keeping it with `reason`. Needs
+    /// the current lease.
+    async fn poison(&self, leased: &Leased, reason: &str) -> Result<(), QueueError>;
+
+    /// Poisoned messages, oldest first (at most the first 32 on Azure, which can only peek).
+    async fn poisoned(&self) -> Result<Vec<Poisoned>, QueueError>;
 
     /// Messages in the queue, visible or leased (not poisoned ones).
     async fn depth(&self) -> Result<u64, QueueError>;

@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::db::{millis, now_ms, Db, DbError};
 
-use super::{Leased, QueueError, Receipt, WorkQueue};
+use super::{Leased, Poisoned, QueueError, Receipt, WorkQueue};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS queue (
@@ -46,21 +46,6 @@ impl SqliteQueue {
             db: Db::open(path, SCHEMA)?,
         })
     }
-
-    /// Poisoned messages as `(id, body, reason)`, oldest first.
-    pub fn poisoned(&self) -> Result<Vec<(String, String, String)>, QueueError> {
-        self.db.blocking(|conn| {
-            let mut stmt = conn
-                .prepare("SELECT id, body, reason FROM poison ORDER BY id")
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?, r.get(2)?))
-                })
-                .map_err(sql)?;
-            rows.collect::<Result<_, _>>().map_err(sql)
-        })
-    }
 }
 
 #[async_trait::async_trait]
@@ -85,7 +70,9 @@ impl WorkQueue for SqliteQueue {
         self.db
             .call(move |conn| {
                 // One transaction: the key is recorded if and only if the message is queued.
-                let tx = conn.transaction().map_err(sql)?;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
                 let now = now_ms();
                 let new = tx
                     .execute(
@@ -191,11 +178,13 @@ impl WorkQueue for SqliteQueue {
             .await
     }
 
-    async fn poison(&self, receipt: &Receipt, reason: &str) -> Result<(), QueueError> {
-        let (receipt, reason) = (receipt.clone(), reason.to_owned());
+    async fn poison(&self, leased: &Leased, reason: &str) -> Result<(), QueueError> {
+        let (receipt, reason) = (leased.receipt.clone(), reason.to_owned());
         self.db
             .call(move |conn| {
-                let tx = conn.transaction().map_err(sql)?;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
                 let moved = tx
                 .execute(
                     "INSERT INTO poison (id, body, enqueued_ms, dequeue_count, reason, poisoned_ms)
@@ -208,6 +197,26 @@ impl WorkQueue for SqliteQueue {
                 tx.execute("DELETE FROM queue WHERE id = ?1", params![receipt.id])
                     .map_err(sql)?;
                 tx.commit().map_err(sql)
+            })
+            .await
+    }
+
+    async fn poisoned(&self) -> Result<Vec<Poisoned>, QueueError> {
+        self.db
+            .call(|conn| {
+                let mut stmt = conn
+                    .prepare("SELECT id, body, reason FROM poison ORDER BY id")
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok(Poisoned {
+                            id: r.get::<_, i64>(0)?.to_string(),
+                            body: r.get(1)?,
+                            reason: r.get(2)?,
+                        })
+                    })
+                    .map_err(sql)?;
+                rows.collect::<Result<_, _>>().map_err(sql)
             })
             .await
     }

@@ -2,12 +2,14 @@
 //! response cache, the usage log and the skill log. The embedded default is SQLite; the Azure
 //! store (Blob + Table) implements the same trait.
 
+mod azure;
 mod sqlite;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use azure::AzureStore;
 pub use sqlite::SqliteStore;
 
 /// One message of a chat's history.
@@ -78,6 +80,9 @@ pub enum StoreError {
     /// The backing storage failed.
     #[error("state storage failed: {0}; check that the data directory is writable and not full")]
     Storage(String),
+    /// Azure Storage refused or could not be reached.
+    #[error("Azure state storage failed: {0}; check azure.storage (account, key or the replica's role on it) and that the account is reachable")]
+    Azure(String),
 }
 
 impl From<crate::db::DbError> for StoreError {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
 use crate::db::{millis, now_ms, Db};
@@ -125,7 +125,9 @@ impl Store for SqliteStore {
         let (key, new) = (key.to_owned(), messages.to_vec());
         self.db
             .call(move |conn| {
-                let tx = conn.transaction().map_err(sql)?;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
                 let existing: Option<String> = tx
                     .query_row("SELECT messages FROM session WHERE key = ?1", [&key], |r| {
                         r.get(0)

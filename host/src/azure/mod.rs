@@ -1,0 +1,234 @@
+//! Azure Storage and Entra ID plumbing shared by the Azure queue, the Azure store and Key Vault:
+//! which account to talk to, how requests are authorised, and the HTTP transport the official
+//! SDK clients use (molten's own reqwest client, rustls on ring).
+
+mod identity;
+mod sas;
+mod table;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, Transport, Url};
+
+pub use identity::{credential_chain, CredentialChain};
+pub use table::{int64, TableClient, TableError};
+
+use crate::config::Secret;
+
+/// The scope of Entra tokens for Azure Storage.
+pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
+/// Azurite's well-known development account. Its key is published in Microsoft's documentation
+/// and only opens the local emulator; it is not a secret.
+const DEV_ACCOUNT: &str = "devstoreaccount1";
+const DEV_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// How requests to the storage account are authorised.
+#[derive(Clone)]
+pub enum StorageAuth {
+    /// The account key: every request carries an account SAS signed with it.
+    Key(Arc<sas::AccountSas>),
+    /// An Entra token (Managed Identity, workload identity or the Azure CLI).
+    Token(Arc<dyn TokenCredential>),
+}
+
+/// One storage account: its three service endpoints and how to authorise against them.
+#[derive(Clone)]
+pub struct StorageAccount {
+    /// `https://<account>.blob.core.windows.net/` or Azurite's `http://127.0.0.1:10000/devstoreaccount1/`.
+    pub blob: Url,
+    /// The queue service endpoint.
+    pub queue: Url,
+    /// The table service endpoint.
+    pub table: Url,
+    /// Key or token.
+    pub auth: StorageAuth,
+    http: reqwest::Client,
+}
+
+/// A storage account setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The connection string lacks something or has a bad value.
+    #[error("azure.storage connection string: {0}; use `UseDevelopmentStorage=true` for Azurite or the string from the portal's Access keys page")]
+    ConnectionString(String),
+    /// No Entra credential could be created.
+    #[error("cannot create an Entra ID credential: {0}")]
+    Credential(String),
+}
+
+impl StorageAccount {
+    /// An account from a connection string (`UseDevelopmentStorage=true`, or the portal's
+    /// `DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…;EndpointSuffix=…`, with
+    /// optional `BlobEndpoint=`, `QueueEndpoint=`, `TableEndpoint=`).
+    pub fn from_connection_string(
+        value: &Secret,
+        http: reqwest::Client,
+    ) -> Result<Self, AccountError> {
+        let bad = |m: &str| AccountError::ConnectionString(m.to_owned());
+        let mut parts = BTreeMap::new();
+        for part in value.expose().split(';').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| bad("each part must be Key=Value"))?;
+            parts.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+        if parts.get("usedevelopmentstorage").map(String::as_str) == Some("true") {
+            let host = "http://127.0.0.1";
+            for (key, port) in [
+                ("blobendpoint", 10000),
+                ("queueendpoint", 10001),
+                ("tableendpoint", 10002),
+            ] {
+                parts
+                    .entry(key.to_owned())
+                    .or_insert_with(|| format!("{host}:{port}/{DEV_ACCOUNT}"));
+            }
+            parts
+                .entry("accountname".into())
+                .or_insert_with(|| DEV_ACCOUNT.into());
+            parts
+                .entry("accountkey".into())
+                .or_insert_with(|| DEV_KEY.into());
+        }
+        let account = parts
+            .get("accountname")
+            .ok_or_else(|| bad("AccountName is missing"))?
+            .clone();
+        let key = parts.get("accountkey").ok_or_else(|| {
+            bad("AccountKey is missing (for Managed Identity set azure.storage_account instead)")
+        })?;
+        let key = azure_core::base64::decode(key).map_err(|_| bad("AccountKey is not base64"))?;
+        let protocol = parts
+            .get("defaultendpointsprotocol")
+            .map_or("https", String::as_str)
+            .to_owned();
+        let suffix = parts
+            .get("endpointsuffix")
+            .map_or("core.windows.net", String::as_str)
+            .to_owned();
+        let endpoint = |service: &str| -> Result<Url, AccountError> {
+            let text = parts
+                .get(&format!("{service}endpoint"))
+                .cloned()
+                .unwrap_or_else(|| format!("{protocol}://{account}.{service}.{suffix}"));
+            base_url(&text).map_err(|e| bad(&format!("{service} endpoint {text}: {e}")))
+        };
+        Ok(Self {
+            blob: endpoint("blob")?,
+            queue: endpoint("queue")?,
+            table: endpoint("table")?,
+            auth: StorageAuth::Key(Arc::new(sas::AccountSas::new(account.clone(), key))),
+            http,
+        })
+    }
+
+    /// An account reached with an Entra token: `https://<account>.<service>.core.windows.net`.
+    pub fn with_token(
+        account: &str,
+        credential: Arc<dyn TokenCredential>,
+        http: reqwest::Client,
+    ) -> Result<Self, AccountError> {
+        let endpoint = |service: &str| {
+            base_url(&format!("https://{account}.{service}.core.windows.net")).map_err(|e| {
+                AccountError::ConnectionString(format!("storage account name {account:?}: {e}"))
+            })
+        };
+        Ok(Self {
+            blob: endpoint("blob")?,
+            queue: endpoint("queue")?,
+            table: endpoint("table")?,
+            auth: StorageAuth::Token(credential),
+            http,
+        })
+    }
+
+    /// The SDK's client options: molten's transport, and the SAS on every try when keyed.
+    pub fn client_options(&self) -> ClientOptions {
+        let mut options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(self.http.clone()))),
+            ..ClientOptions::default()
+        };
+        if let StorageAuth::Key(sas) = &self.auth {
+            options.per_try_policies.push(sas.clone());
+        }
+        options
+    }
+
+    /// The credential the SDK clients take: `None` when the SAS does the authorising.
+    pub fn credential(&self) -> Option<Arc<dyn TokenCredential>> {
+        match &self.auth {
+            StorageAuth::Key(_) => None,
+            StorageAuth::Token(credential) => Some(credential.clone()),
+        }
+    }
+
+    /// A client for the table service.
+    pub fn tables(&self) -> TableClient {
+        TableClient::new(self.table.clone(), self.auth.clone(), self.http.clone())
+    }
+
+    /// `service`'s endpoint joined with `name` (a queue or container).
+    pub fn resource_url(base: &Url, name: &str) -> Url {
+        let mut url = base.clone();
+        url.path_segments_mut()
+            .expect("endpoints are base URLs")
+            .pop_if_empty()
+            .push(name);
+        url
+    }
+}
+
+/// A name for `key` usable as a table row key or blob name (which may not hold `/ \ # ?` and
+/// are bounded in length): its SHA-256 in hex.
+pub fn hashed_key(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn base_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| e.to_string())?;
+    if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+        return Err("not an http(s) base URL".into());
+    }
+    Ok(url)
+}
+
+/// An Azure SDK error as text without the request's URL query (where a SAS would be).
+pub fn describe(error: &azure_core::Error) -> String {
+    match error.http_status() {
+        Some(status) => format!("{} ({status})", error_code(error).unwrap_or("HTTP error")),
+        None => redact_sas(&error.to_string()),
+    }
+}
+
+/// `text` with any SAS signature (`sig=…`) blanked: transport errors quote the request URL.
+pub fn redact_sas(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("sig=") {
+        out.push_str(&rest[..at + 4]);
+        out.push_str("REDACTED");
+        rest = &rest[at + 4..];
+        let end = rest
+            .find(|c: char| c == '&' || c == ')' || c == '"' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The storage error code of an HTTP error (`MessageNotFound`, `ConditionNotMet`, ...).
+pub fn error_code(error: &azure_core::Error) -> Option<&str> {
+    match error.kind() {
+        azure_core::error::ErrorKind::HttpResponse { error_code, .. } => error_code.as_deref(),
+        _ => None,
+    }
+}

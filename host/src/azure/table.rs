@@ -1,0 +1,255 @@
+//! A small client for the Azure Table service's REST API (JSON, no metadata). The official SDK
+//! for Rust has no Tables crate on the `azure_core` 1.x line (the old `azure_data_tables` sits
+//! on a retired core and its own HTTP stack), and molten needs four calls: create a table,
+//! insert an entity (failing on a duplicate key, which makes dedupe atomic), query with a
+//! filter, delete.
+
+use std::time::Duration;
+
+use azure_core::http::Url;
+use serde_json::Value;
+
+use super::{StorageAuth, STORAGE_SCOPE};
+
+const API_VERSION: &str = "2019-02-02";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Table service request that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("table storage: {0}")]
+pub struct TableError(pub String);
+
+/// The table service of one account.
+#[derive(Clone)]
+pub struct TableClient {
+    endpoint: Url,
+    auth: StorageAuth,
+    http: reqwest::Client,
+}
+
+impl TableClient {
+    pub(super) fn new(endpoint: Url, auth: StorageAuth, http: reqwest::Client) -> Self {
+        Self {
+            endpoint,
+            auth,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.endpoint.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/{path}"));
+        url
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        mut url: Url,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<reqwest::Response, TableError> {
+        let bearer = match &self.auth {
+            StorageAuth::Key(sas) => {
+                sas.apply(&mut url);
+                None
+            }
+            StorageAuth::Token(credential) => Some(
+                credential
+                    .get_token(&[STORAGE_SCOPE], None)
+                    .await
+                    .map_err(|e| TableError(e.to_string()))?
+                    .token,
+            ),
+        };
+        let mut request = self
+            .http
+            .request(method, url)
+            .timeout(TIMEOUT)
+            .header("x-ms-version", API_VERSION)
+            .header("accept", "application/json;odata=nometadata")
+            .header("dataserviceversion", "3.0;NetFx")
+            .header("maxdataserviceversion", "3.0;NetFx");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token.secret());
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        // The error would quote the URL, and with it the SAS.
+        request.send().await.map_err(|e| {
+            TableError(format!(
+                "the table service did not answer: {}",
+                e.without_url()
+            ))
+        })
+    }
+
+    /// Creates `table` unless it exists.
+    pub async fn create_table(&self, table: &str) -> Result<(), TableError> {
+        let body = serde_json::json!({ "TableName": table });
+        let response = self
+            .send(
+                reqwest::Method::POST,
+                self.url("Tables"),
+                Some(&body),
+                &[("prefer", "return-no-content")],
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 | 409 => Ok(()),
+            _ => Err(failure(&format!("creating table {table}"), response).await),
+        }
+    }
+
+    /// Inserts `entity` (which carries `PartitionKey` and `RowKey`); `false` if an entity with
+    /// those keys exists.
+    pub async fn insert(&self, table: &str, entity: &Value) -> Result<bool, TableError> {
+        let response = self
+            .send(
+                reqwest::Method::POST,
+                self.url(table),
+                Some(entity),
+                &[("prefer", "return-no-content")],
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(true),
+            409 => Ok(false),
+            _ => Err(failure(&format!("inserting into {table}"), response).await),
+        }
+    }
+
+    /// Whether the entity with these keys exists.
+    pub async fn exists(
+        &self,
+        table: &str,
+        partition: &str,
+        row: &str,
+    ) -> Result<bool, TableError> {
+        let response = self
+            .send(
+                reqwest::Method::GET,
+                self.url(&entity(table, partition, row)),
+                None,
+                &[],
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(failure(&format!("reading from {table}"), response).await),
+        }
+    }
+
+    /// Deletes one entity; a missing one is not an error.
+    pub async fn delete(&self, table: &str, partition: &str, row: &str) -> Result<(), TableError> {
+        let response = self
+            .send(
+                reqwest::Method::DELETE,
+                self.url(&entity(table, partition, row)),
+                None,
+                &[("if-match", "*")],
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(failure(&format!("deleting from {table}"), response).await),
+        }
+    }
+
+    /// Every entity matching the OData `filter` (all when `None`), with only the `select`ed
+    /// properties, following continuation tokens.
+    pub async fn query(
+        &self,
+        table: &str,
+        filter: Option<&str>,
+        select: &str,
+    ) -> Result<Vec<Value>, TableError> {
+        let mut entities = Vec::new();
+        let mut next: Option<(String, String)> = None;
+        loop {
+            let mut url = self.url(&format!("{table}()"));
+            {
+                let mut query = url.query_pairs_mut();
+                if let Some(filter) = filter {
+                    query.append_pair("$filter", filter);
+                }
+                query.append_pair("$select", select);
+                if let Some((partition, row)) = &next {
+                    query.append_pair("NextPartitionKey", partition);
+                    query.append_pair("NextRowKey", row);
+                }
+            }
+            let response = self.send(reqwest::Method::GET, url, None, &[]).await?;
+            if !response.status().is_success() {
+                return Err(failure(&format!("querying {table}"), response).await);
+            }
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            next = header("x-ms-continuation-nextpartitionkey").map(|partition| {
+                (
+                    partition,
+                    header("x-ms-continuation-nextrowkey").unwrap_or_default(),
+                )
+            });
+            let page: Value = response
+                .json()
+                .await
+                .map_err(|e| TableError(format!("querying {table}: unreadable answer: {e}")))?;
+            if let Some(Value::Array(items)) = page.get("value").cloned() {
+                entities.extend(items);
+            }
+            if next.is_none() {
+                return Ok(entities);
+            }
+        }
+    }
+}
+
+/// The address of one entity.
+fn entity(table: &str, partition: &str, row: &str) -> String {
+    format!(
+        "{table}(PartitionKey='{}',RowKey='{}')",
+        quote(partition),
+        quote(row)
+    )
+}
+
+/// An `Edm.Int64` property as the service returns it without metadata (a string) or a number.
+pub fn int64(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A key inside `'…'` of an entity address: quotes doubled, then percent-encoded.
+fn quote(key: &str) -> String {
+    let doubled = key.replace('\'', "''");
+    url::form_urlencoded::byte_serialize(doubled.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+async fn failure(what: &str, response: reqwest::Response) -> TableError {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or_default();
+    let message = body["odata.error"]["message"]["value"]
+        .as_str()
+        .or_else(|| body["odata.error"]["code"].as_str())
+        .unwrap_or("no detail")
+        .to_owned();
+    TableError(format!("{what}: {status}: {message}"))
+}

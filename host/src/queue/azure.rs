@@ -1,0 +1,344 @@
+//! The Azure work queue: an Azure Storage Queue (`<name>`) for the work, a second one
+//! (`<name>-poison`) for messages that keep failing, and a table of accepted dedupe keys.
+//! Leases are the queue's own visibility timeouts and pop receipts.
+
+use std::time::Duration;
+
+use azure_core::http::{headers::HeaderName, RequestContent, StatusCode};
+use azure_storage_queue::models::{
+    QueueClientGetPropertiesResultHeaders, QueueClientPeekMessagesOptions,
+    QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
+};
+use azure_storage_queue::{QueueClient, QueueClientOptions};
+use serde_json::json;
+
+use crate::azure::{describe, error_code, hashed_key, StorageAccount, TableClient};
+use crate::db::now_ms;
+
+use super::{Leased, Poisoned, QueueError, Receipt, WorkQueue};
+
+/// Azure caps a message at 64 KiB of text; bodies travel base64-encoded (as Azure Functions
+/// expect), so the body itself may have 3/4 of that.
+/// A poisoned copy adds a header line with the reason, hence the margin.
+const MAX_BODY: usize = 46 * 1024;
+const MAX_REASON: usize = 1024;
+const ACCEPTED_PARTITION: &str = "accepted";
+const POP_RECEIPT: HeaderName = HeaderName::from_static("x-ms-popreceipt");
+
+/// A [`WorkQueue`] on Azure Storage: every replica with the same account and name shares it.
+pub struct AzureQueue {
+    work: QueueClient,
+    poison: QueueClient,
+    tables: TableClient,
+    accepted: String,
+    name: String,
+}
+
+impl AzureQueue {
+    /// Connects to queue `name` (and `<name>-poison`, and the accepted-keys table
+    /// `<table_prefix>accepted`), creating what is missing.
+    pub async fn open(
+        account: &StorageAccount,
+        name: &str,
+        table_prefix: &str,
+    ) -> Result<Self, QueueError> {
+        let client = |name: &str| {
+            QueueClient::new(
+                StorageAccount::resource_url(&account.queue, name),
+                account.credential(),
+                Some(QueueClientOptions {
+                    client_options: account.client_options(),
+                    ..QueueClientOptions::default()
+                }),
+            )
+            .map_err(|e| storage(&format!("queue {name}"), &e))
+        };
+        let queue = Self {
+            work: client(name)?,
+            poison: client(&format!("{name}-poison"))?,
+            tables: account.tables(),
+            accepted: format!("{table_prefix}accepted"),
+            name: name.to_owned(),
+        };
+        for (client, which) in [
+            (&queue.work, name.to_owned()),
+            (&queue.poison, format!("{name}-poison")),
+        ] {
+            // 201 created, 204 already there with the same metadata.
+            client
+                .create(None)
+                .await
+                .map_err(|e| storage(&format!("creating queue {which}"), &e))?;
+        }
+        queue
+            .tables
+            .create_table(&queue.accepted)
+            .await
+            .map_err(|e| QueueError::Azure(e.to_string()))?;
+        Ok(queue)
+    }
+
+    async fn send(&self, client: &QueueClient, body: &str) -> Result<String, QueueError> {
+        let message = QueueMessage {
+            message_text: Some(azure_core::base64::encode(body)),
+        };
+        let content: RequestContent<QueueMessage, _> = message
+            .try_into()
+            .map_err(|e| storage("encoding a message", &e))?;
+        let sent = client
+            .send_message(
+                content,
+                // Never expire: the default is seven days, after which work would vanish.
+                Some(QueueClientSendMessageOptions {
+                    message_time_to_live: Some(-1),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| storage(&format!("sending to queue {}", self.name), &e))?
+            .into_model()
+            .and_then(|list| list.into_message())
+            .map_err(|e| storage("reading the sent message", &e))?;
+        sent.message_id
+            .ok_or_else(|| QueueError::Azure("the queue returned no message id".into()))
+    }
+
+    /// Moves the lease's visibility to `visibility` from now: the receipt must be current.
+    async fn update(&self, receipt: &Receipt, visibility: Duration) -> Result<Receipt, QueueError> {
+        let response = self
+            .work
+            .update_message(&receipt.id, &receipt.pop_receipt, seconds(visibility), None)
+            .await
+            .map_err(|e| lease_error(receipt, &e))?;
+        let pop_receipt = response
+            .headers()
+            .get_optional_str(&POP_RECEIPT)
+            .ok_or_else(|| QueueError::Azure("the queue returned no pop receipt".into()))?
+            .to_owned();
+        Ok(Receipt {
+            id: receipt.id.clone(),
+            pop_receipt,
+        })
+    }
+}
+
+fn check_size(body: &str) -> Result<(), QueueError> {
+    if body.len() > MAX_BODY {
+        return Err(QueueError::Azure(format!(
+            "a message of {} bytes is over the Azure queue's limit of {MAX_BODY}",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Azure counts visibility in whole seconds, at least one.
+fn seconds(d: Duration) -> i32 {
+    i32::try_from(d.as_millis().div_ceil(1000).max(1)).unwrap_or(i32::MAX)
+}
+
+fn storage(what: &str, e: &azure_core::Error) -> QueueError {
+    QueueError::Azure(format!("{what}: {}", describe(e)))
+}
+
+/// A 404 (message gone) or 400 (pop receipt no longer current) means another lease holds it.
+fn lease_error(receipt: &Receipt, e: &azure_core::Error) -> QueueError {
+    match e.http_status() {
+        Some(StatusCode::NotFound | StatusCode::BadRequest) => QueueError::LeaseLost {
+            id: receipt.id.clone(),
+        },
+        _ if error_code(e) == Some("PopReceiptMismatch") => QueueError::LeaseLost {
+            id: receipt.id.clone(),
+        },
+        _ => storage("updating a message", e),
+    }
+}
+
+fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+fn decode(text: &str) -> Result<String, QueueError> {
+    let bytes = azure_core::base64::decode(text).map_err(|_| {
+        QueueError::Azure(
+            "a message is not base64: was it sent by something other than molten?".into(),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|_| QueueError::Azure("a message is not UTF-8 text".into()))
+}
+
+#[async_trait::async_trait]
+impl WorkQueue for AzureQueue {
+    async fn enqueue(&self, body: &str) -> Result<String, QueueError> {
+        check_size(body)?;
+        self.send(&self.work, body).await
+    }
+
+    async fn enqueue_once(&self, key: &str, body: &str) -> Result<Option<String>, QueueError> {
+        check_size(body)?;
+        let row = hashed_key(key);
+        let entity = json!({
+            "PartitionKey": ACCEPTED_PARTITION,
+            "RowKey": row,
+            "key": key,
+            "at_ms": now_ms().to_string(),
+            "at_ms@odata.type": "Edm.Int64",
+        });
+        let inserted = self
+            .tables
+            .insert(&self.accepted, &entity)
+            .await
+            .map_err(|e| QueueError::Azure(e.to_string()))?;
+        if !inserted {
+            return Ok(None);
+        }
+        match self.send(&self.work, body).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e) => {
+                // Not queued: the platform's resend must be let through.
+                if let Err(undo) = self
+                    .tables
+                    .delete(&self.accepted, ACCEPTED_PARTITION, &row)
+                    .await
+                {
+                    tracing::error!(error = %undo, "cannot forget a key whose message was not queued; its resend will be dropped");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn forget_accepted(&self, age: Duration) -> Result<(), QueueError> {
+        let cutoff = now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let old = self
+            .tables
+            .query(
+                &self.accepted,
+                Some(&format!(
+                    "PartitionKey eq '{ACCEPTED_PARTITION}' and at_ms lt {cutoff}L"
+                )),
+                "PartitionKey,RowKey",
+            )
+            .await
+            .map_err(|e| QueueError::Azure(e.to_string()))?;
+        for entity in old {
+            let row = entity["RowKey"].as_str().unwrap_or_default();
+            self.tables
+                .delete(&self.accepted, ACCEPTED_PARTITION, row)
+                .await
+                .map_err(|e| QueueError::Azure(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn lease(&self, visibility: Duration) -> Result<Option<Leased>, QueueError> {
+        let received = self
+            .work
+            .receive_messages(Some(QueueClientReceiveMessagesOptions {
+                number_of_messages: Some(1),
+                visibility_timeout: Some(seconds(visibility)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| storage(&format!("receiving from queue {}", self.name), &e))?
+            .into_model()
+            .map_err(|e| storage("reading a received message", &e))?;
+        let Some(message) = received.items.and_then(|items| items.into_iter().next()) else {
+            return Ok(None);
+        };
+        let (Some(id), Some(pop_receipt)) = (message.message_id, message.pop_receipt) else {
+            return Err(QueueError::Azure(
+                "a received message has no id or pop receipt".into(),
+            ));
+        };
+        let text = message.message_text.unwrap_or_default();
+        let mut leased = Leased {
+            receipt: Receipt { id, pop_receipt },
+            body: String::new(),
+            dequeue_count: u32::try_from(message.dequeue_count.unwrap_or(1)).unwrap_or(u32::MAX),
+        };
+        match decode(&text) {
+            Ok(body) => leased.body = body,
+            Err(e) => {
+                // Unreadable forever (not written by molten): set it aside as it came.
+                leased.body = text;
+                self.poison(&leased, &e.to_string()).await?;
+                return Err(e);
+            }
+        }
+        Ok(Some(leased))
+    }
+
+    async fn renew(&self, receipt: &Receipt, visibility: Duration) -> Result<Receipt, QueueError> {
+        self.update(receipt, visibility).await
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<(), QueueError> {
+        self.work
+            .delete_message(&receipt.id, &receipt.pop_receipt, None)
+            .await
+            .map_err(|e| lease_error(receipt, &e))?;
+        Ok(())
+    }
+
+    async fn poison(&self, leased: &Leased, reason: &str) -> Result<(), QueueError> {
+        // Prove the lease is current (and hold it a minute) before copying the message aside.
+        let current = self
+            .update(&leased.receipt, Duration::from_secs(60))
+            .await?;
+        let mut reason = reason.to_owned();
+        truncate(&mut reason, MAX_REASON);
+        let header = json!({
+            "id": leased.receipt.id,
+            "reason": reason,
+            "dequeue_count": leased.dequeue_count,
+            "poisoned_ms": now_ms(),
+        });
+        self.send(&self.poison, &format!("{header}\n{}", leased.body))
+            .await?;
+        self.delete(&current).await
+    }
+
+    async fn poisoned(&self) -> Result<Vec<Poisoned>, QueueError> {
+        let peeked = self
+            .poison
+            .peek_messages(Some(QueueClientPeekMessagesOptions {
+                number_of_messages: Some(32),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| storage(&format!("peeking at queue {}-poison", self.name), &e))?
+            .into_model()
+            .map_err(|e| storage("reading peeked messages", &e))?;
+        let mut poisoned = Vec::new();
+        for message in peeked.items.unwrap_or_default() {
+            let text = decode(&message.message_text.unwrap_or_default())?;
+            let (header, body) = text.split_once('\n').unwrap_or((&text, ""));
+            let header: serde_json::Value = serde_json::from_str(header).unwrap_or_default();
+            poisoned.push(Poisoned {
+                id: header["id"].as_str().unwrap_or_default().to_owned(),
+                body: body.to_owned(),
+                reason: header["reason"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(poisoned)
+    }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        let properties = self
+            .work
+            .get_properties(None)
+            .await
+            .map_err(|e| storage(&format!("reading queue {}", self.name), &e))?;
+        let count = properties
+            .approximate_messages_count()
+            .map_err(|e| storage("reading the message count", &e))?;
+        Ok(u64::try_from(count.unwrap_or(0)).unwrap_or(0))
+    }
+}

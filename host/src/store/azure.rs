@@ -1,0 +1,427 @@
+//! The Azure store: chat sessions and the response cache as blobs in one container (sessions
+//! updated with ETag conditions, so two workers never overwrite each other's turn), and the
+//! reply records, usage log and skill log as rows in Table storage.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use azure_core::http::{Etag, RequestContent, StatusCode};
+use azure_storage_blob::models::{
+    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientUploadOptions, ListBlobsIncludeItem,
+};
+use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+
+use crate::azure::{describe, hashed_key, int64, StorageAccount, TableClient};
+use crate::db::now_ms;
+
+use super::{SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
+
+const SESSIONS: &str = "sessions/";
+const CACHE: &str = "cache/";
+/// Blob metadata: when a session was last appended to, when a cache entry expires.
+const TOUCHED: &str = "touched_ms";
+const EXPIRES: &str = "expires_ms";
+/// Concurrent appends to one session retry this often before giving up.
+const APPEND_ATTEMPTS: u32 = 50;
+
+/// A [`Store`] on Azure Blob and Table storage, shared by every replica.
+pub struct AzureStore {
+    container: BlobContainerClient,
+    tables: TableClient,
+    replied: String,
+    usage: String,
+    skills: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct SessionBlob {
+    touched_ms: i64,
+    messages: Vec<SessionMessage>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheBlob {
+    expires_ms: i64,
+    value: String,
+}
+
+fn storage(what: &str, e: &azure_core::Error) -> StoreError {
+    StoreError::Azure(format!("{what}: {}", describe(e)))
+}
+
+fn table(e: crate::azure::TableError) -> StoreError {
+    StoreError::Azure(e.to_string())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A row key that sorts by time and does not collide between replicas.
+fn log_row_key() -> String {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{:013}-{random:016x}", now_ms())
+}
+
+impl AzureStore {
+    /// Connects to blob container `container` and the tables `<table_prefix>replied`,
+    /// `<table_prefix>usage` and `<table_prefix>skillcalls`, creating what is missing.
+    pub async fn open(
+        account: &StorageAccount,
+        container: &str,
+        table_prefix: &str,
+    ) -> Result<Self, StoreError> {
+        let client = BlobContainerClient::new(
+            StorageAccount::resource_url(&account.blob, container),
+            account.credential(),
+            Some(BlobContainerClientOptions {
+                client_options: account.client_options(),
+                ..Default::default()
+            }),
+        )
+        .map_err(|e| storage(&format!("container {container}"), &e))?;
+        if let Err(e) = client.create(None).await {
+            if e.http_status() != Some(StatusCode::Conflict) {
+                return Err(storage(&format!("creating container {container}"), &e));
+            }
+        }
+        let store = Self {
+            container: client,
+            tables: account.tables(),
+            replied: format!("{table_prefix}replied"),
+            usage: format!("{table_prefix}usage"),
+            skills: format!("{table_prefix}skillcalls"),
+        };
+        for name in [&store.replied, &store.usage, &store.skills] {
+            store.tables.create_table(name).await.map_err(table)?;
+        }
+        Ok(store)
+    }
+
+    /// The blob's content and ETag, or `None` if there is none.
+    async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, Etag)>, StoreError> {
+        let blob = self.container.blob_client(name);
+        let options = BlobClientDownloadOptions {
+            parallel: std::num::NonZero::new(1),
+            ..Default::default()
+        };
+        let result = match blob.download(Some(options)).await {
+            Ok(result) => result,
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+            Err(e) => return Err(storage(&format!("reading {name}"), &e)),
+        };
+        let etag = result
+            .properties
+            .etag
+            .ok_or_else(|| StoreError::Azure(format!("{name} came without an ETag")))?;
+        let body = result
+            .body
+            .collect()
+            .await
+            .map_err(|e| storage(&format!("reading {name}"), &e))?;
+        Ok(Some((body.to_vec(), etag)))
+    }
+
+    /// Writes a blob: over `etag` only, or only if it does not exist when `etag` is `None`
+    /// and `conditional`. `false` if the condition failed (someone else wrote first).
+    async fn write(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        metadata: (&str, i64),
+        etag: Option<Etag>,
+        conditional: bool,
+    ) -> Result<bool, StoreError> {
+        let mut options = BlockBlobClientUploadOptions {
+            metadata: Some(HashMap::from([(
+                metadata.0.to_owned(),
+                metadata.1.to_string(),
+            )])),
+            blob_content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        match etag {
+            Some(etag) => options.if_match = Some(etag),
+            None if conditional => options = options.if_not_exists(),
+            None => {}
+        }
+        let content: RequestContent<azure_core::Bytes, _> = azure_core::Bytes::from(body).into();
+        match self
+            .container
+            .blob_client(name)
+            .upload(content, Some(options))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.http_status(),
+                    Some(StatusCode::PreconditionFailed | StatusCode::Conflict)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(storage(&format!("writing {name}"), &e)),
+        }
+    }
+
+    /// Deletes blobs under `prefix` whose metadata `field` is below `cutoff` (unless they
+    /// changed since they were listed).
+    async fn delete_older(&self, prefix: &str, field: &str, cutoff: i64) -> Result<(), StoreError> {
+        let mut pager = self
+            .container
+            .list_blobs(Some(BlobContainerClientListBlobsOptions {
+                prefix: Some(prefix.to_owned()),
+                include: Some(vec![ListBlobsIncludeItem::Metadata]),
+                ..Default::default()
+            }))
+            .map_err(|e| storage(&format!("listing {prefix}"), &e))?;
+        while let Some(item) = pager
+            .try_next()
+            .await
+            .map_err(|e| storage(&format!("listing {prefix}"), &e))?
+        {
+            let stamp = item
+                .metadata
+                .as_ref()
+                .and_then(|m| m.values.as_ref())
+                .and_then(|values| values.get(field))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            let (Some(name), Some(etag)) = (item.name, item.properties.and_then(|p| p.etag)) else {
+                continue;
+            };
+            if stamp >= cutoff {
+                continue;
+            }
+            let options = BlobClientDeleteOptions {
+                if_match: Some(etag),
+                ..Default::default()
+            };
+            if let Err(e) = self
+                .container
+                .blob_client(&name)
+                .delete(Some(options))
+                .await
+            {
+                // Changed or gone since the listing: not ours to delete.
+                if !matches!(
+                    e.http_status(),
+                    Some(StatusCode::PreconditionFailed | StatusCode::NotFound)
+                ) {
+                    return Err(storage(&format!("deleting {name}"), &e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn sessions_blob(&self, key: &str) -> Result<Option<(SessionBlob, Etag)>, StoreError> {
+        let name = format!("{SESSIONS}{}", hashed_key(key));
+        Ok(match self.read(&name).await? {
+            Some((body, etag)) => Some((
+                serde_json::from_slice(&body).map_err(|e| {
+                    StoreError::Azure(format!("session {name} is not readable: {e}"))
+                })?,
+                etag,
+            )),
+            None => None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for AzureStore {
+    async fn replied(&self, key: &str) -> Result<bool, StoreError> {
+        self.tables
+            .exists(&self.replied, "replied", &hashed_key(key))
+            .await
+            .map_err(table)
+    }
+
+    async fn mark_replied(&self, key: &str) -> Result<(), StoreError> {
+        let entity = json!({
+            "PartitionKey": "replied",
+            "RowKey": hashed_key(key),
+            "key": key,
+            "at_ms": now_ms().to_string(),
+            "at_ms@odata.type": "Edm.Int64",
+        });
+        // Already there is as good as written.
+        self.tables
+            .insert(&self.replied, &entity)
+            .await
+            .map(drop)
+            .map_err(table)
+    }
+
+    async fn session(&self, key: &str, ttl: Duration) -> Result<Vec<SessionMessage>, StoreError> {
+        Ok(match self.sessions_blob(key).await? {
+            Some((blob, _)) if now_ms() - blob.touched_ms <= millis(ttl) => blob.messages,
+            _ => Vec::new(),
+        })
+    }
+
+    async fn append_session(
+        &self,
+        key: &str,
+        messages: &[SessionMessage],
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let name = format!("{SESSIONS}{}", hashed_key(key));
+        for attempt in 0..APPEND_ATTEMPTS {
+            let (mut blob, etag) = match self.sessions_blob(key).await? {
+                Some((blob, etag)) => (blob, Some(etag)),
+                None => (SessionBlob::default(), None),
+            };
+            blob.messages.extend_from_slice(messages);
+            let excess = blob.messages.len().saturating_sub(keep);
+            blob.messages.drain(..excess);
+            blob.touched_ms = now_ms();
+            let body = serde_json::to_vec(&blob).expect("a session serialises");
+            if self
+                .write(&name, body, (TOUCHED, blob.touched_ms), etag, true)
+                .await?
+            {
+                return Ok(());
+            }
+            // Another worker appended first: read its version and append to that.
+            let jitter = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                % 20;
+            tokio::time::sleep(Duration::from_millis(
+                u64::from(attempt.min(10)) * 5 + jitter,
+            ))
+            .await;
+        }
+        Err(StoreError::Azure(format!(
+            "session {name} kept changing under {APPEND_ATTEMPTS} attempts to append to it"
+        )))
+    }
+
+    async fn cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let Some((body, _)) = self.read(&format!("{CACHE}{}", hashed_key(key))).await? else {
+            return Ok(None);
+        };
+        let entry: CacheBlob = match serde_json::from_slice(&body) {
+            Ok(entry) => entry,
+            Err(_) => return Ok(None),
+        };
+        Ok((entry.expires_ms > now_ms()).then_some(entry.value))
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let entry = CacheBlob {
+            expires_ms: now_ms().saturating_add(millis(ttl)),
+            value: value.to_owned(),
+        };
+        let body = serde_json::to_vec(&entry).expect("a cache entry serialises");
+        let name = format!("{CACHE}{}", hashed_key(key));
+        self.write(&name, body, (EXPIRES, entry.expires_ms), None, false)
+            .await
+            .map(drop)
+    }
+
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<(), StoreError> {
+        let entity = json!({
+            "PartitionKey": "usage",
+            "RowKey": log_row_key(),
+            "user": usage.user,
+            "model": usage.model,
+            "llm_calls": usage.llm_calls,
+            "prompt_tokens": usage.prompt_tokens.to_string(),
+            "prompt_tokens@odata.type": "Edm.Int64",
+            "completion_tokens": usage.completion_tokens.to_string(),
+            "completion_tokens@odata.type": "Edm.Int64",
+            "cost_usd": usage.cost_usd,
+            "cost_usd@odata.type": "Edm.Double",
+        });
+        self.tables
+            .insert(&self.usage, &entity)
+            .await
+            .map(drop)
+            .map_err(table)
+    }
+
+    async fn record_skill_call(&self, call: &SkillCallRecord) -> Result<(), StoreError> {
+        let entity = json!({
+            "PartitionKey": "skillcalls",
+            "RowKey": log_row_key(),
+            "user": call.user,
+            "session": call.session,
+            "skill": call.skill,
+            "parameters": call.parameters,
+            "success": call.success,
+            "error": call.error,
+            "duration_ms": millis(call.duration).to_string(),
+            "duration_ms@odata.type": "Edm.Int64",
+        });
+        self.tables
+            .insert(&self.skills, &entity)
+            .await
+            .map(drop)
+            .map_err(table)
+    }
+
+    async fn totals(&self) -> Result<Totals, StoreError> {
+        let mut totals = Totals::default();
+        let usage = self
+            .tables
+            .query(
+                &self.usage,
+                None,
+                "prompt_tokens,completion_tokens,cost_usd",
+            )
+            .await
+            .map_err(table)?;
+        for row in &usage {
+            totals.messages += 1;
+            totals.prompt_tokens += u64::try_from(int64(&row["prompt_tokens"])).unwrap_or(0);
+            totals.completion_tokens +=
+                u64::try_from(int64(&row["completion_tokens"])).unwrap_or(0);
+            totals.cost_usd += row["cost_usd"].as_f64().unwrap_or(0.0);
+        }
+        let calls = self
+            .tables
+            .query(&self.skills, None, "success")
+            .await
+            .map_err(table)?;
+        totals.skill_calls = calls.len() as u64;
+        totals.skill_failures = calls
+            .iter()
+            .filter(|row| row["success"] != Value::Bool(true))
+            .count() as u64;
+        Ok(totals)
+    }
+
+    async fn prune(&self, dedupe_age: Duration, session_ttl: Duration) -> Result<(), StoreError> {
+        let now = now_ms();
+        let cutoff = now - millis(dedupe_age);
+        let old = self
+            .tables
+            .query(
+                &self.replied,
+                Some(&format!("PartitionKey eq 'replied' and at_ms lt {cutoff}L")),
+                "RowKey",
+            )
+            .await
+            .map_err(table)?;
+        for row in old {
+            let key = row["RowKey"].as_str().unwrap_or_default();
+            self.tables
+                .delete(&self.replied, "replied", key)
+                .await
+                .map_err(table)?;
+        }
+        self.delete_older(CACHE, EXPIRES, now + 1).await?;
+        self.delete_older(SESSIONS, TOUCHED, now - millis(session_ttl))
+            .await
+    }
+}
