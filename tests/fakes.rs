@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,9 @@ pub struct FakeState {
     platform: Mutex<VecDeque<Scripted>>,
     api: Mutex<VecDeque<Scripted>>,
     arrived: Notify,
+    /// While true, model calls wait (see [`Fake::hold_llm`]).
+    llm_held: tokio::sync::watch::Sender<bool>,
+    llm_parked: AtomicUsize,
 }
 
 /// Telegram, Slack, Discord and an OpenAI endpoint on one loopback port. Unscripted LLM calls
@@ -185,6 +189,20 @@ impl Fake {
             .collect()
     }
 
+    /// Makes model calls wait until [`Fake::release_llm`]: whoever called is parked mid-turn.
+    pub fn hold_llm(&self) {
+        self.state.llm_held.send_replace(true);
+    }
+
+    pub fn release_llm(&self) {
+        self.state.llm_held.send_replace(false);
+    }
+
+    /// Model calls waiting because of [`Fake::hold_llm`].
+    pub fn parked_llm(&self) -> usize {
+        self.state.llm_parked.load(Ordering::SeqCst)
+    }
+
     pub fn llm_requests(&self) -> Vec<Recorded> {
         self.requests("/chat/completions")
     }
@@ -228,6 +246,11 @@ async fn handle(
         at: Instant::now(),
     });
     state.arrived.notify_waiters();
+    if path.contains("/chat/completions") && *state.llm_held.borrow() {
+        state.llm_parked.fetch_add(1, Ordering::SeqCst);
+        let _ = state.llm_held.subscribe().wait_for(|held| !*held).await;
+        state.llm_parked.fetch_sub(1, Ordering::SeqCst);
+    }
     let scripted = if path.contains("/chat/completions") {
         state
             .llm
@@ -412,8 +435,15 @@ impl Molten {
         self.child = Some(child);
         let client = molten::service::http_client().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
+        // A worker replica serves no routes: it is up once its consumers run.
+        let worker_only = self.args.windows(2).any(|a| a == ["--role", "worker"]);
+        let started = self.log().matches("worker started").count();
         loop {
-            if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
+            if worker_only {
+                if self.log().matches("worker started").count() > started {
+                    return;
+                }
+            } else if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
                 if r.status().is_success() {
                     return;
                 }

@@ -15,6 +15,7 @@ mod limits;
 mod loading;
 mod pipeline;
 mod queue;
+mod scale;
 mod store;
 mod text_editor;
 mod web_search;

@@ -71,6 +71,34 @@ pub struct Config {
     pub graph: Option<GraphConfig>,
     /// Most bytes one user's sandbox may hold (`[sandbox] quota_mb`).
     pub sandbox_quota_bytes: u64,
+    /// Azure Storage and Key Vault, when configured (`[azure]`).
+    pub azure: AzureConfig,
+}
+
+/// `[azure]`: where replicas keep shared state, and where secrets come from.
+#[derive(Debug, Clone, Default)]
+pub struct AzureConfig {
+    /// The storage account for the queue and state; `None` keeps them in SQLite.
+    pub storage: Option<StorageTarget>,
+    /// The work queue's name (`molten-work`); poisoned messages go to `<queue>-poison`.
+    pub queue: String,
+    /// The blob container for sessions and the response cache (`molten-state`).
+    pub container: String,
+    /// Prefix of the tables (`molten`): `<prefix>accepted`, `replied`, `usage`, `skillcalls`.
+    pub table_prefix: String,
+    /// Key Vault to read secrets from, e.g. `https://molten-kv.vault.azure.net`.
+    pub key_vault_url: Option<reqwest::Url>,
+    /// Client id of a user-assigned managed identity (the system-assigned one otherwise).
+    pub client_id: Option<String>,
+}
+
+/// How to reach the storage account.
+#[derive(Debug, Clone)]
+pub enum StorageTarget {
+    /// A connection string (with the account key), or `UseDevelopmentStorage=true` for Azurite.
+    ConnectionString(Secret),
+    /// An account name, reached with the replica's Entra identity.
+    Account(String),
 }
 
 /// `[graph]`: an Entra application whose client-credentials token becomes the `graph-token`
@@ -265,6 +293,13 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_GRAPH_TENANT_ID", "graph", "tenant_id"),
     ("MOLTEN_GRAPH_CLIENT_ID", "graph", "client_id"),
     ("MOLTEN_GRAPH_CLIENT_SECRET", "graph", "client_secret"),
+    ("MOLTEN_AZURE_STORAGE", "azure", "storage"),
+    ("MOLTEN_AZURE_STORAGE_ACCOUNT", "azure", "storage_account"),
+    ("MOLTEN_AZURE_QUEUE", "azure", "queue"),
+    ("MOLTEN_AZURE_CONTAINER", "azure", "container"),
+    ("MOLTEN_AZURE_TABLE_PREFIX", "azure", "table_prefix"),
+    ("MOLTEN_KEY_VAULT_URL", "azure", "key_vault_url"),
+    ("MOLTEN_AZURE_CLIENT_ID", "azure", "client_id"),
 ];
 
 /// The file as written; every key optional.
@@ -294,6 +329,20 @@ struct File {
     graph: Option<GraphFile>,
     #[serde(default)]
     sandbox: SandboxFile,
+    #[serde(default)]
+    azure: AzureFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AzureFile {
+    storage: Option<Secret>,
+    storage_account: Option<String>,
+    queue: Option<String>,
+    container: Option<String>,
+    table_prefix: Option<String>,
+    key_vault_url: Option<String>,
+    client_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -673,7 +722,9 @@ impl Config {
                 })
             })
             .transpose()?;
+        let azure = build_azure(file.azure)?;
         Ok(Self {
+            azure,
             grants,
             graph,
             secrets: file.secrets,
@@ -698,8 +749,11 @@ impl Config {
     }
 
     /// The operator's grants for [`crate::skills::Registry::load`], with secrets from the
-    /// process environment and `[secrets]`.
-    pub fn grants(&self) -> crate::skills::Grants {
+    /// process environment and `[secrets]`, then from `vault` (Key Vault) if given.
+    pub fn grants(
+        &self,
+        vault: Option<std::sync::Arc<dyn crate::secrets::SecretStore>>,
+    ) -> crate::skills::Grants {
         use crate::secrets::{ClientCredentials, LayeredSecrets, LocalSecrets};
         let mut tokens = BTreeMap::new();
         if let Some(g) = &self.graph {
@@ -721,8 +775,20 @@ impl Config {
             secrets: std::sync::Arc::new(LayeredSecrets::new(
                 LocalSecrets::from_process(self.secrets.clone()),
                 tokens,
+                vault,
             )),
         }
+    }
+
+    /// Whether anything configured authenticates with the replica's Entra identity: a storage
+    /// account without a key, Azure OpenAI without a key, or Key Vault.
+    pub fn needs_entra(&self) -> bool {
+        matches!(self.azure.storage, Some(StorageTarget::Account(_)))
+            || self.azure.key_vault_url.is_some()
+            || self
+                .llm
+                .as_ref()
+                .is_some_and(|l| l.provider == LlmProvider::Azure && l.api_key.is_none())
     }
 
     /// The SQLite file of the embedded store.
@@ -757,6 +823,70 @@ impl Config {
     }
 }
 
+fn build_azure(a: AzureFile) -> Result<AzureConfig, ConfigError> {
+    let storage = match (
+        a.storage.filter(|s| !s.expose().is_empty()),
+        a.storage_account.filter(|s| !s.is_empty()),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "azure.storage".into(),
+                message: "set either a connection string (azure.storage) or an account reached with the managed identity (azure.storage_account), not both".into(),
+            })
+        }
+        (Some(connection), None) => Some(StorageTarget::ConnectionString(connection)),
+        (None, Some(account)) => {
+            if !(3..=24).contains(&account.len())
+                || !account.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "azure.storage_account".into(),
+                    message: format!("{account:?} is not a storage account name (3 to 24 lower-case letters and digits)"),
+                });
+            }
+            Some(StorageTarget::Account(account))
+        }
+        (None, None) => None,
+    };
+    let name = |key: &str, value: Option<String>, default: &str, table: bool| {
+        let value = value
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned());
+        let ok = (3..=56).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || (!table && b == b'-'))
+            && value.as_bytes()[0].is_ascii_lowercase();
+        if ok {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                key: format!("azure.{key}"),
+                message: format!(
+                    "{value:?}: use 3 to 56 lower-case letters{}, starting with a letter",
+                    if table {
+                        " and digits"
+                    } else {
+                        ", digits and hyphens"
+                    }
+                ),
+            })
+        }
+    };
+    Ok(AzureConfig {
+        storage,
+        queue: name("queue", a.queue, "molten-work", false)?,
+        container: name("container", a.container, "molten-state", false)?,
+        table_prefix: name("table_prefix", a.table_prefix, "molten", true)?,
+        key_vault_url: a
+            .key_vault_url
+            .filter(|u| !u.is_empty())
+            .map(|u| parse_url("azure.key_vault_url", &u))
+            .transpose()?,
+        client_id: a.client_id.filter(|c| !c.is_empty()),
+    })
+}
+
 /// `[llm]` with no endpoint is "not configured", not an error.
 fn build_llm(l: LlmFile) -> Result<Option<LlmConfig>, ConfigError> {
     let Some(base_url) = l.base_url.filter(|u| !u.is_empty()) else {
@@ -772,14 +902,8 @@ fn build_llm(l: LlmFile) -> Result<Option<LlmConfig>, ConfigError> {
         }
         .into(),
     })?;
+    // Azure OpenAI without a key authenticates with the replica's Entra identity.
     let api_key = l.api_key.filter(|k| !k.expose().is_empty());
-    if provider == LlmProvider::Azure && api_key.is_none() {
-        return Err(ConfigError::Invalid {
-            key: "llm.api_key".into(),
-            message: "missing: Azure OpenAI needs the resource's key (set MOLTEN_LLM_API_KEY)"
-                .into(),
-        });
-    }
     Ok(Some(LlmConfig {
         provider,
         base_url,
@@ -936,6 +1060,36 @@ mod tests {
     }
 
     #[test]
+    fn azure_settings_come_from_the_environment() {
+        let config = load(
+            "[llm]\nprovider = \"azure\"\nbase_url = \"https://x.openai.azure.com\"\nmodel = \"d\"\n",
+            &[
+                ("MOLTEN_AZURE_STORAGE_ACCOUNT", "moltenstate"),
+                ("MOLTEN_AZURE_QUEUE", "work"),
+                ("MOLTEN_KEY_VAULT_URL", "https://molten-kv.vault.azure.net"),
+            ],
+        )
+        .unwrap();
+        assert!(
+            matches!(&config.azure.storage, Some(StorageTarget::Account(a)) if a == "moltenstate")
+        );
+        assert_eq!(
+            (config.azure.queue.as_str(), config.azure.container.as_str()),
+            ("work", "molten-state")
+        );
+        assert_eq!(
+            config.azure.key_vault_url.unwrap().as_str(),
+            "https://molten-kv.vault.azure.net/"
+        );
+        // Azure OpenAI without a key: the managed identity's token is used instead.
+        assert!(config.llm.unwrap().api_key.is_none());
+        assert!(
+            load("", &[]).unwrap().azure.storage.is_none(),
+            "SQLite by default"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let unknown = load("[llm]\nbase_ur = \"x\"\n", &[])
             .unwrap_err()
@@ -945,15 +1099,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(url.starts_with("llm.base_url:"), "{url}");
-        let azure = load(
-            "[llm]\nprovider = \"azure\"\nbase_url = \"https://x.openai.azure.com\"\nmodel = \"d\"\n",
+        let both = load(
+            "[azure]\nstorage = \"UseDevelopmentStorage=true\"\nstorage_account = \"molten\"\n",
             &[],
         )
         .unwrap_err()
         .to_string();
+        assert!(both.starts_with("azure.storage:"), "{both}");
+        let queue = load("[azure]\nqueue = \"Work_Queue\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(
-            azure.contains("llm.api_key") && azure.contains("MOLTEN_LLM_API_KEY"),
-            "{azure}"
+            queue.starts_with("azure.queue:") && queue.contains("lower-case"),
+            "{queue}"
         );
         let zero = load("[worker]\nconcurrency = 0\n", &[])
             .unwrap_err()

@@ -3,7 +3,8 @@
 //!
 //! The embedded default reads `MOLTEN_SECRET_<NAME>` environment variables (the name
 //! upper-cased, `-` as `_`), then `[secrets]` of the config file, then tokens the host fetches
-//! itself (the Graph token by client credentials); Azure Key Vault implements the same trait.
+//! itself (the Graph token by client credentials), then Azure Key Vault when configured
+//! ([`crate::azure::KeyVaultSecrets`] implements the same trait).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -140,16 +141,26 @@ impl ClientCredentials {
     }
 }
 
-/// Static secrets first, then tokens the host fetches itself, by secret name.
+/// Static secrets first, then tokens the host fetches itself, then a vault, by secret name.
 pub struct LayeredSecrets {
     local: LocalSecrets,
     tokens: BTreeMap<String, Arc<ClientCredentials>>,
+    vault: Option<Arc<dyn SecretStore>>,
 }
 
 impl LayeredSecrets {
-    /// `local`, with `tokens` answering the names it does not have.
-    pub fn new(local: LocalSecrets, tokens: BTreeMap<String, Arc<ClientCredentials>>) -> Self {
-        Self { local, tokens }
+    /// `local`, with `tokens` and then `vault` (Azure Key Vault) answering the names it does
+    /// not have.
+    pub fn new(
+        local: LocalSecrets,
+        tokens: BTreeMap<String, Arc<ClientCredentials>>,
+        vault: Option<Arc<dyn SecretStore>>,
+    ) -> Self {
+        Self {
+            local,
+            tokens,
+            vault,
+        }
     }
 }
 
@@ -159,13 +170,16 @@ impl SecretStore for LayeredSecrets {
         if let Some(value) = self.local.get(name).await {
             return Some(value);
         }
-        match self.tokens.get(name)?.token().await {
-            Ok(token) => Some(token),
-            Err(e) => {
-                tracing::error!(secret = name, error = %e, "cannot obtain a token");
-                None
-            }
+        if let Some(source) = self.tokens.get(name) {
+            return match source.token().await {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    tracing::error!(secret = name, error = %e, "cannot obtain a token");
+                    None
+                }
+            };
         }
+        self.vault.as_ref()?.get(name).await
     }
 }
 

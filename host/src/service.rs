@@ -7,17 +7,20 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::agent::{Agent, AgentLimits};
+use crate::azure::{credential_chain, KeyVaultSecrets, StorageAccount};
 use crate::channels::Channels;
 use crate::config::Config;
+use crate::config::StorageTarget;
 use crate::envelope::{Envelope, ReplyTo};
 use crate::ingress::{router, AppState};
 use crate::llm::safety::{Redactor, SafetyFilter};
 use crate::llm::OpenAiClient;
 use crate::metrics::Metrics;
-use crate::queue::{SqliteQueue, WorkQueue};
+use crate::queue::{AzureQueue, SqliteQueue, WorkQueue};
 use crate::skills::{Registry, Runtime};
-use crate::store::{SqliteStore, Store};
+use crate::store::{AzureStore, SqliteStore, Store};
 use crate::worker::Worker;
+use azure_core::credentials::TokenCredential;
 
 /// Which parts of molten a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +54,9 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    /// An Azure account, identity or vault setting is unusable.
+    #[error("{0}")]
+    Azure(String),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}; choose another server.listen or MOLTEN_LISTEN")]
     Listen {
@@ -79,23 +85,30 @@ pub fn http_client() -> Result<reqwest::Client, StartError> {
 }
 
 impl Service {
-    /// Opens the embedded queue and store in the data directory, loads the skills and wires
-    /// everything. `terminal` receives replies to [`ReplyTo::Terminal`] messages.
+    /// Opens the queue and store (SQLite in the data directory, or Azure Storage), loads the
+    /// skills and wires everything. `terminal` receives replies to [`ReplyTo::Terminal`] messages.
     pub async fn build(
         config: Config,
         terminal: Option<mpsc::UnboundedSender<String>>,
     ) -> Result<Self, StartError> {
         let config = Arc::new(config);
-        let queue: Arc<dyn WorkQueue> = Arc::new(SqliteQueue::open(&config.queue_path)?);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.state_path())?);
+        let http = http_client()?;
+        let entra = entra_credential(&config, &http)?;
+        let (queue, store) = open_state(&config, &http, entra.as_ref()).await?;
+        let vault = key_vault(&config, &http, entra.as_ref())?
+            .map(|vault| vault as Arc<dyn crate::secrets::SecretStore>);
         let runtime = Runtime::new(config.runtime())?;
         let registry = Arc::new(
-            Registry::load(Arc::new(runtime), &config.skills_dirs, &config.grants()).await,
+            Registry::load(
+                Arc::new(runtime),
+                &config.skills_dirs,
+                &config.grants(vault),
+            )
+            .await,
         );
         for error in registry.errors() {
             tracing::error!(%error, "skill not loaded");
         }
-        let http = http_client()?;
         let mut secrets = config.secret_values();
         secrets.extend(registry.secret_values());
         let redactor = Arc::new(Redactor::new(&secrets));
@@ -106,7 +119,7 @@ impl Service {
                 prices: config.prices.clone(),
             };
             Arc::new(Agent::new(
-                Arc::new(OpenAiClient::new(http.clone(), llm)),
+                Arc::new(OpenAiClient::new(http.clone(), llm).with_entra(entra.clone())),
                 registry.clone(),
                 store.clone(),
                 redactor.clone(),
@@ -198,6 +211,66 @@ impl Service {
         self.state.wake.notify_one();
         Ok(())
     }
+}
+
+/// The replica's Entra identity, if anything configured needs it.
+pub fn entra_credential(
+    config: &Config,
+    http: &reqwest::Client,
+) -> Result<Option<Arc<dyn TokenCredential>>, StartError> {
+    if !config.needs_entra() {
+        return Ok(None);
+    }
+    let chain = credential_chain(config.azure.client_id.as_deref(), http)
+        .map_err(|e| StartError::Azure(e.to_string()))?;
+    Ok(Some(Arc::new(chain)))
+}
+
+/// Key Vault, if `azure.key_vault_url` is set.
+pub fn key_vault(
+    config: &Config,
+    http: &reqwest::Client,
+    entra: Option<&Arc<dyn TokenCredential>>,
+) -> Result<Option<Arc<KeyVaultSecrets>>, StartError> {
+    let (Some(url), Some(credential)) = (&config.azure.key_vault_url, entra) else {
+        return Ok(None);
+    };
+    KeyVaultSecrets::new(url, credential.clone(), http)
+        .map(|vault| Some(Arc::new(vault)))
+        .map_err(StartError::Azure)
+}
+
+/// The queue and the store: SQLite in the data directory, or Azure Storage when configured.
+async fn open_state(
+    config: &Config,
+    http: &reqwest::Client,
+    entra: Option<&Arc<dyn TokenCredential>>,
+) -> Result<(Arc<dyn WorkQueue>, Arc<dyn Store>), StartError> {
+    let account = match (&config.azure.storage, entra) {
+        (None, _) => {
+            return Ok((
+                Arc::new(SqliteQueue::open(&config.queue_path)?),
+                Arc::new(SqliteStore::open(&config.state_path())?),
+            ))
+        }
+        (Some(StorageTarget::ConnectionString(connection)), _) => {
+            StorageAccount::from_connection_string(connection, http.clone())
+        }
+        (Some(StorageTarget::Account(name)), Some(credential)) => {
+            StorageAccount::with_token(name, credential.clone(), http.clone())
+        }
+        (Some(StorageTarget::Account(name)), None) => {
+            return Err(StartError::Azure(format!(
+                "azure.storage_account {name}: no Entra credential was created for it"
+            )))
+        }
+    }
+    .map_err(|e| StartError::Azure(e.to_string()))?;
+    let azure = &config.azure;
+    let queue = AzureQueue::open(&account, &azure.queue, &azure.table_prefix).await?;
+    let store = AzureStore::open(&account, &azure.container, &azure.table_prefix).await?;
+    tracing::info!(queue = %azure.queue, container = %azure.container, "state in Azure Storage");
+    Ok((Arc::new(queue), Arc::new(store)))
 }
 
 /// Binds the listen address with a clear error.

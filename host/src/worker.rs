@@ -68,6 +68,7 @@ impl Worker {
     /// Runs `config.concurrency` consumers until `shutdown` becomes true; each finishes the
     /// message it holds first.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        tracing::info!(consumers = self.config.concurrency, "worker started");
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..self.config.concurrency {
             let (worker, shutdown) = (self.clone(), shutdown.clone());

@@ -3,6 +3,7 @@
 //! SDK clients use (molten's own reqwest client, rustls on ring).
 
 mod identity;
+mod key_vault;
 mod sas;
 mod table;
 
@@ -13,6 +14,7 @@ use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Transport, Url};
 
 pub use identity::{credential_chain, CredentialChain};
+pub use key_vault::{KeyVaultSecrets, CONFIG_SECRETS};
 pub use table::{int64, TableClient, TableError};
 
 use crate::config::Secret;

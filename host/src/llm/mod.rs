@@ -168,6 +168,9 @@ pub enum LlmError {
     /// The answer is not a chat completion.
     #[error("the model endpoint's answer is not a chat completion: {0}")]
     Malformed(String),
+    /// No Entra token for Azure OpenAI.
+    #[error("cannot get an Entra ID token for Azure OpenAI: {0}; give the replica's identity the 'Cognitive Services OpenAI User' role, or set llm.api_key")]
+    Token(String),
 }
 
 impl LlmError {
@@ -177,7 +180,7 @@ impl LlmError {
             LlmError::Status { status, .. } => {
                 *status == 429 || *status == 408 || (500..600).contains(status)
             }
-            LlmError::Transport(_) => true,
+            LlmError::Transport(_) | LlmError::Token(_) => true,
             LlmError::Malformed(_) => false,
         }
     }

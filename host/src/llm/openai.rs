@@ -1,7 +1,9 @@
 //! The OpenAI-compatible HTTP client, in the OpenAI and the Azure OpenAI flavour.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::credentials::TokenCredential;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
@@ -13,7 +15,11 @@ pub struct OpenAiClient {
     http: reqwest::Client,
     url: reqwest::Url,
     config: LlmConfig,
+    entra: Option<Arc<dyn TokenCredential>>,
 }
+
+/// The scope of Entra tokens for Azure OpenAI.
+const COGNITIVE_SERVICES_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
 
 #[derive(Deserialize)]
 struct WireResponse {
@@ -50,7 +56,19 @@ impl OpenAiClient {
             }
         }
         .unwrap_or_else(|_| config.base_url.clone());
-        Self { http, url, config }
+        Self {
+            http,
+            url,
+            config,
+            entra: None,
+        }
+    }
+
+    /// Authenticates with Entra tokens from `credential` when no API key is configured
+    /// (Azure OpenAI with a managed identity).
+    pub fn with_entra(mut self, credential: Option<Arc<dyn TokenCredential>>) -> Self {
+        self.entra = credential;
+        self
     }
 
     async fn attempt(
@@ -67,6 +85,12 @@ impl OpenAiClient {
                 LlmProvider::Openai => request.bearer_auth(key.expose()),
                 LlmProvider::Azure => request.header("api-key", key.expose()),
             };
+        } else if let Some(credential) = &self.entra {
+            let token = credential
+                .get_token(&[COGNITIVE_SERVICES_SCOPE], None)
+                .await
+                .map_err(|e| (LlmError::Token(e.to_string()), None))?;
+            request = request.bearer_auth(token.token.secret());
         }
         let response = request
             .send()
