@@ -371,14 +371,25 @@ pub struct Molten {
     pub data: PathBuf,
     config: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     _dir: Option<TempDir>,
 }
 
 impl Molten {
     /// Starts `molten serve` with `config` in a fresh data directory.
     pub async fn start(config: &str, args: &[&str]) -> Self {
+        Self::start_with_env(config, args, &[]).await
+    }
+
+    /// Starts `molten serve` with extra environment variables (not `MOLTEN_*` ones, which
+    /// belong in `config`).
+    pub async fn start_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = temp_dir();
         let mut molten = Self::prepare(dir.path(), config, args);
+        molten.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         molten._dir = Some(dir);
         molten.spawn().await;
         molten
@@ -401,6 +412,7 @@ impl Molten {
             data: data.to_owned(),
             config: path,
             args,
+            env: Vec::new(),
             _dir: None,
         }
     }
@@ -426,6 +438,7 @@ impl Molten {
             .arg(root().join("target").join("skills"))
             .arg("serve")
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "molten=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

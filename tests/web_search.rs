@@ -12,7 +12,8 @@ use crate::support::skill_run;
 const KEY: &str = "tvly-test-key-0123456789abcdef";
 
 /// The grant and endpoint mapping that send api.tavily.com to the fake.
-fn grant(fake: &Fake) -> String {
+/// The operator's grant sending the skill's Tavily requests to `fake`.
+pub fn grant(fake: &Fake) -> String {
     format!(
         "\n[skills.web_search]\nhttp = [\"https://api.tavily.com\"]\n\
          endpoints = {{ \"https://api.tavily.com\" = \"{}\" }}\n",

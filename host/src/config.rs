@@ -92,6 +92,13 @@ pub struct AzureConfig {
     pub client_id: Option<String>,
 }
 
+impl AzureConfig {
+    /// Whether storage or Key Vault authenticate with the replica's Entra identity.
+    pub fn needs_entra(&self) -> bool {
+        matches!(self.storage, Some(StorageTarget::Account(_))) || self.key_vault_url.is_some()
+    }
+}
+
 /// How to reach the storage account.
 #[derive(Debug, Clone)]
 pub enum StorageTarget {
@@ -467,42 +474,18 @@ impl Config {
         skills_dirs: Vec<PathBuf>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let (mut table, origin) = match config {
-            Some(path) => (read_table(path)?, path.display().to_string()),
-            None => {
-                let dir = match &data_dir {
-                    Some(dir) => dir.clone(),
-                    None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
-                };
-                let path = dir.join("molten.toml");
-                if path.exists() {
-                    (read_table(&path)?, path.display().to_string())
-                } else {
-                    (toml::Table::new(), "environment".to_owned())
-                }
-            }
-        };
-        for (var, section, key) in ENV_OVERRIDES {
-            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
-                let entry = table
-                    .entry(section.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                let toml::Value::Table(section_table) = entry else {
-                    return Err(ConfigError::Invalid {
-                        key: section.to_string(),
-                        message: "must be a table ([section])".into(),
-                    });
-                };
-                section_table.insert(key.to_string(), toml::Value::String(value));
-            }
-        }
-        let file: File = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: origin,
-                message: e.to_string(),
-            })?;
+        let file = read_file(config, data_dir.as_deref(), &env)?;
         Self::build(file, data_dir, skills_dirs)
+    }
+
+    /// Only `[azure]`, from the same sources as [`Config::load`]: where to find Key Vault
+    /// before the rest of the settings, some of which may live there, are checked.
+    pub fn load_azure(
+        config: Option<&Path>,
+        data_dir: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<AzureConfig, ConfigError> {
+        build_azure(read_file(config, data_dir, &env)?.azure)
     }
 
     fn build(
@@ -783,8 +766,7 @@ impl Config {
     /// Whether anything configured authenticates with the replica's Entra identity: a storage
     /// account without a key, Azure OpenAI without a key, or Key Vault.
     pub fn needs_entra(&self) -> bool {
-        matches!(self.azure.storage, Some(StorageTarget::Account(_)))
-            || self.azure.key_vault_url.is_some()
+        self.azure.needs_entra()
             || self
                 .llm
                 .as_ref()
@@ -917,6 +899,49 @@ fn build_llm(l: LlmFile) -> Result<Option<LlmConfig>, ConfigError> {
         max_retry_after: Duration::from_secs(l.max_retry_after_secs.unwrap_or(60)),
         cache_ttl: Duration::from_secs(l.cache_ttl_secs.unwrap_or(300)),
     }))
+}
+
+/// The file with the environment's overrides applied, not yet validated.
+fn read_file(
+    config: Option<&Path>,
+    data_dir: Option<&Path>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<File, ConfigError> {
+    let (mut table, origin) = match config {
+        Some(path) => (read_table(path)?, path.display().to_string()),
+        None => {
+            let dir = match data_dir {
+                Some(dir) => dir.to_owned(),
+                None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
+            };
+            let path = dir.join("molten.toml");
+            if path.exists() {
+                (read_table(&path)?, path.display().to_string())
+            } else {
+                (toml::Table::new(), "environment".to_owned())
+            }
+        }
+    };
+    for (var, section, key) in ENV_OVERRIDES {
+        if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(ConfigError::Invalid {
+                    key: section.to_string(),
+                    message: "must be a table ([section])".into(),
+                });
+            };
+            section_table.insert(key.to_string(), toml::Value::String(value));
+        }
+    }
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: origin,
+            message: e.to_string(),
+        })
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use molten::azure::KeyVaultSecrets;
-use molten::config::Config;
+use molten::config::{AzureConfig, Config};
 use molten::service::{Role, Service};
 use molten::skills::{CallContext, Registry, Runtime, Skill};
 use tokio::io::AsyncBufReadExt as _;
@@ -97,30 +97,28 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = |var: &str| std::env::var(var).ok();
-    let load = |env: &dyn Fn(&str) -> Option<String>| {
-        Config::load(
-            cli.config.as_deref(),
-            cli.data_dir.clone(),
-            cli.skills_dirs.clone(),
-            env,
-        )
-    };
-    let mut config = load(&env)?;
+    let azure = Config::load_azure(cli.config.as_deref(), cli.data_dir.as_deref(), env)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
-        // Settings the environment leaves unset may come from Key Vault; the config is read
-        // again with them.
-        if let Some(vault) = vault(&config)? {
-            let from_vault = vault.config_values(env).await.map_err(anyhow::Error::msg)?;
-            if !from_vault.is_empty() {
-                let names: Vec<&String> = from_vault.keys().collect();
-                tracing::info!(?names, "settings from Key Vault");
-                config = load(&|var: &str| env(var).or_else(|| from_vault.get(var).cloned()))?;
-            }
+        // Settings the environment leaves unset may live in Key Vault: they are read from
+        // there before the config is checked.
+        let from_vault = match vault(&azure)? {
+            Some(vault) => vault.config_values(env).await.map_err(anyhow::Error::msg)?,
+            None => Default::default(),
+        };
+        if !from_vault.is_empty() {
+            let names: Vec<&String> = from_vault.keys().collect();
+            tracing::info!(?names, "settings from Key Vault");
         }
+        let config = Config::load(
+            cli.config.as_deref(),
+            cli.data_dir,
+            cli.skills_dirs,
+            |var| env(var).or_else(|| from_vault.get(var).cloned()),
+        )?;
         match cli.command {
             Command::Skill(command) => skill_command(&config, command).await,
             Command::Serve { role, listen } => serve(config, role, listen).await,
@@ -200,15 +198,18 @@ async fn chat(mut config: Config) -> anyhow::Result<ExitCode> {
 }
 
 /// The configured Key Vault, reached with the replica's Entra identity.
-fn vault(config: &Config) -> anyhow::Result<Option<Arc<KeyVaultSecrets>>> {
+fn vault(azure: &AzureConfig) -> anyhow::Result<Option<Arc<KeyVaultSecrets>>> {
+    if azure.key_vault_url.is_none() {
+        return Ok(None);
+    }
     let http = molten::service::http_client()?;
-    let entra = molten::service::entra_credential(config, &http)?;
-    Ok(molten::service::key_vault(config, &http, entra.as_ref())?)
+    let entra = molten::service::azure_identity(azure, &http)?;
+    Ok(molten::service::key_vault(azure, &http, Some(&entra))?)
 }
 
 async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(config.runtime())?;
-    let vault = vault(config)?.map(|v| v as Arc<dyn molten::secrets::SecretStore>);
+    let vault = vault(&config.azure)?.map(|v| v as Arc<dyn molten::secrets::SecretStore>);
     let registry = Registry::load(
         Arc::new(runtime),
         &config.skills_dirs,

@@ -10,7 +10,7 @@ use crate::agent::{Agent, AgentLimits};
 use crate::azure::{credential_chain, KeyVaultSecrets, StorageAccount};
 use crate::channels::Channels;
 use crate::config::Config;
-use crate::config::StorageTarget;
+use crate::config::{AzureConfig, StorageTarget};
 use crate::envelope::{Envelope, ReplyTo};
 use crate::ingress::{router, AppState};
 use crate::llm::safety::{Redactor, SafetyFilter};
@@ -95,7 +95,7 @@ impl Service {
         let http = http_client()?;
         let entra = entra_credential(&config, &http)?;
         let (queue, store) = open_state(&config, &http, entra.as_ref()).await?;
-        let vault = key_vault(&config, &http, entra.as_ref())?
+        let vault = key_vault(&config.azure, &http, entra.as_ref())?
             .map(|vault| vault as Arc<dyn crate::secrets::SecretStore>);
         let runtime = Runtime::new(config.runtime())?;
         let registry = Arc::new(
@@ -221,18 +221,26 @@ pub fn entra_credential(
     if !config.needs_entra() {
         return Ok(None);
     }
-    let chain = credential_chain(config.azure.client_id.as_deref(), http)
+    azure_identity(&config.azure, http).map(Some)
+}
+
+/// The credential chain, for a user-assigned identity when `azure.client_id` is set.
+pub fn azure_identity(
+    azure: &AzureConfig,
+    http: &reqwest::Client,
+) -> Result<Arc<dyn TokenCredential>, StartError> {
+    let chain = credential_chain(azure.client_id.as_deref(), http)
         .map_err(|e| StartError::Azure(e.to_string()))?;
-    Ok(Some(Arc::new(chain)))
+    Ok(Arc::new(chain))
 }
 
 /// Key Vault, if `azure.key_vault_url` is set.
 pub fn key_vault(
-    config: &Config,
+    azure: &AzureConfig,
     http: &reqwest::Client,
     entra: Option<&Arc<dyn TokenCredential>>,
 ) -> Result<Option<Arc<KeyVaultSecrets>>, StartError> {
-    let (Some(url), Some(credential)) = (&config.azure.key_vault_url, entra) else {
+    let (Some(url), Some(credential)) = (&azure.key_vault_url, entra) else {
         return Ok(None);
     };
     KeyVaultSecrets::new(url, credential.clone(), http)

@@ -50,6 +50,10 @@ impl KeyVaultSecrets {
                 transport: Some(Transport::new(Arc::new(http.clone()))),
                 ..ClientOptions::default()
             },
+            // The SDK checks that the vault's host is a subdomain of the resource its challenge
+            // names (so a forged challenge cannot obtain a token for something else). A vault on
+            // a loopback address (an emulator, a test) has no domain to check.
+            verify_challenge_resource: Some(!is_loopback(url)),
             ..SecretClientOptions::default()
         };
         let client = SecretClient::new(url.as_str(), credential, Some(options))
@@ -99,6 +103,14 @@ impl KeyVaultSecrets {
             values.insert("MOLTEN_LLM_PROVIDER".into(), "azure".into());
         }
         Ok(values)
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
     }
 }
 

@@ -206,7 +206,16 @@ fn base_url(text: &str) -> Result<Url, String> {
 pub fn describe(error: &azure_core::Error) -> String {
     match error.http_status() {
         Some(status) => format!("{} ({status})", error_code(error).unwrap_or("HTTP error")),
-        None => redact_sas(&error.to_string()),
+        None => {
+            // The SDK's message is generic; the cause is in the source chain.
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            redact_sas(&text)
+        }
     }
 }
 
