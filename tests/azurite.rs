@@ -54,10 +54,17 @@ fn free_port() -> u16 {
 /// The process's emulator, started on first use.
 pub fn azurite() -> &'static Azurite {
     static AZURITE: OnceLock<Azurite> = OnceLock::new();
-    AZURITE.get_or_init(start)
+    AZURITE.get_or_init(|| start(&[]))
 }
 
-fn start() -> Azurite {
+/// An emulator of its own over https, accepting Entra bearer tokens (`--oauth basic`: any
+/// well-formed, unexpired token for the storage audience) with the PEM `cert` and `key`.
+pub fn with_oauth(cert: &std::path::Path, key: &std::path::Path) -> Azurite {
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    start(&["--oauth", "basic", "--cert", cert, "--key", key])
+}
+
+fn start(extra: &[&str]) -> Azurite {
     let ports = [free_port(), free_port(), free_port()];
     let mut child = Command::new("sh")
         .arg("-c")
@@ -85,6 +92,7 @@ fn start() -> Azurite {
         .args(["--blobPort", &ports[0].to_string()])
         .args(["--queuePort", &ports[1].to_string()])
         .args(["--tablePort", &ports[2].to_string()])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -113,9 +121,14 @@ fn start() -> Azurite {
 impl Azurite {
     /// A connection string for this emulator, as an operator would write it.
     pub fn connection_string(&self) -> String {
+        format!("UseDevelopmentStorage=true;{}", self.endpoints("http"))
+    }
+
+    /// `BlobEndpoint=…;QueueEndpoint=…;TableEndpoint=…` with `scheme`.
+    pub fn endpoints(&self, scheme: &str) -> String {
         let [blob, queue, table] = self.ports;
         format!(
-            "UseDevelopmentStorage=true;BlobEndpoint=http://127.0.0.1:{blob}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{queue}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{table}/devstoreaccount1"
+            "BlobEndpoint={scheme}://127.0.0.1:{blob}/devstoreaccount1;QueueEndpoint={scheme}://127.0.0.1:{queue}/devstoreaccount1;TableEndpoint={scheme}://127.0.0.1:{table}/devstoreaccount1"
         )
     }
 
@@ -123,6 +136,7 @@ impl Azurite {
     pub fn account(&self) -> StorageAccount {
         StorageAccount::from_connection_string(
             &Secret::new(self.connection_string()),
+            None,
             molten::service::http_client().expect("HTTP client"),
         )
         .expect("Azurite's connection string")

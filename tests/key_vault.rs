@@ -1,7 +1,9 @@
-//! A replica with a managed identity and no secrets of its own: the real `molten serve` gets an
-//! Entra token from the identity endpoint (Container Apps' `IDENTITY_ENDPOINT` protocol), reads
+//! Replicas with a managed identity and no secrets of their own: the real `molten serve` gets
+//! Entra tokens from the identity endpoint (Container Apps' `IDENTITY_ENDPOINT` protocol), reads
 //! its Telegram token, its Azure OpenAI endpoint and a skill's API key from Key Vault (https, the
-//! vault's challenge protocol), and calls Azure OpenAI with a bearer token instead of a key.
+//! vault's challenge protocol), calls Azure OpenAI with a bearer token instead of a key, and
+//! keeps its queue and state in a storage account it reaches with a token (Azurite over https
+//! with `--oauth basic`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use molten::azure::StorageAccount;
+use molten::config::Secret;
+use molten::queue::{AzureQueue, WorkQueue};
+use molten::store::{AzureStore, Store};
+
+use crate::azurite::unique;
 use crate::fakes::{config, llm_text, llm_tool, Fake, Molten, TELEGRAM_TOKEN};
 use crate::support::temp_dir;
 
@@ -26,8 +34,59 @@ const IDENTITY_HEADER: &str = "identity-header-from-the-platform";
 const VAULT_RESOURCE: &str = "https://vault.azure.net";
 const TAVILY_KEY: &str = "tvly-from-key-vault-0123456789";
 
+const STORAGE_RESOURCE: &str = "https://storage.azure.com";
+
+/// The token the identity endpoint issues for `resource`: JWT-shaped for storage (Azurite
+/// decodes it and checks audience, issuer and lifetime, not the signature).
 fn token_for(resource: &str) -> String {
-    format!("mi-token:{resource}")
+    if resource != STORAGE_RESOURCE {
+        return format!("mi-token:{resource}");
+    }
+    let now = molten::db::now_ms() / 1000;
+    let part = |value: serde_json::Value| azure_core::base64::encode_url_safe(value.to_string());
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        part(json!({"alg": "RS256", "typ": "JWT"})),
+        part(json!({
+            "aud": STORAGE_RESOURCE,
+            "iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + 3600,
+            "oid": "5c1e7c2b-0d4b-4b8e-9c55-6d1b2f0e9a11",
+        }))
+    )
+}
+
+/// Starts the identity endpoint; returns its URL and the resources it issued tokens for.
+async fn start_identity() -> (String, Arc<Mutex<Vec<String>>>) {
+    let issued = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/msi/token", get(identity))
+        .with_state(issued.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/msi/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, issued)
+}
+
+/// A self-signed certificate for 127.0.0.1, as PEM files `<name>.pem` and `<name>.key`.
+fn certificate(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    rcgen::CertifiedKey<rcgen::KeyPair>,
+) {
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert_file, key_file) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert_file, key.cert.pem()).unwrap();
+    std::fs::write(&key_file, key.signing_key.serialize_pem()).unwrap();
+    (cert_file, key_file, key)
 }
 
 /// The managed identity endpoint: tokens for any resource, to a caller with the header.
@@ -255,4 +314,83 @@ async fn a_managed_identity_replica_takes_its_secrets_from_key_vault_and_its_mod
     for secret in [TELEGRAM_TOKEN, TAVILY_KEY, "mi-token:"] {
         assert!(!log.contains(secret), "{secret} in the log");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_identity_replica_keeps_its_queue_and_state_in_storage_with_entra_tokens() {
+    let fake = Fake::start().await;
+    let dir = temp_dir();
+    let (cert, key, _) = certificate(dir.path(), "azurite");
+    let storage = crate::azurite::with_oauth(&cert, &key);
+    let (identity_url, issued) = start_identity().await;
+    let (queue, container, tables) = (unique("work"), unique("state"), unique("t"));
+    // Endpoints and no key: an identity-based connection.
+    let settings = config(
+        &fake,
+        &format!(
+            "[azure]\nstorage = \"{}\"\nqueue = \"{queue}\"\ncontainer = \"{container}\"\ntable_prefix = \"{tables}\"\n",
+            storage.endpoints("https")
+        ),
+    );
+    let molten = Molten::start_with_env(
+        &settings,
+        &[],
+        &[
+            ("IDENTITY_ENDPOINT", &identity_url),
+            ("IDENTITY_HEADER", IDENTITY_HEADER),
+            ("SSL_CERT_FILE", cert.to_str().unwrap()),
+        ],
+    )
+    .await;
+    molten.telegram(7, 77, "hello").await;
+    let sent = fake
+        .wait_for("/sendMessage", 1, Duration::from_secs(60))
+        .await;
+    assert_eq!(sent[0].body["text"], "default answer");
+    assert!(issued
+        .lock()
+        .unwrap()
+        .contains(&STORAGE_RESOURCE.to_owned()));
+
+    // What the replica wrote, read back with the account key over the same https endpoints.
+    let http = molten::net::client_builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let account = StorageAccount::from_connection_string(
+        &Secret::new(format!(
+            "UseDevelopmentStorage=true;{}",
+            storage.endpoints("https")
+        )),
+        None,
+        http,
+    )
+    .unwrap();
+    let queue = AzureQueue::open(&account, &queue, &tables).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while queue.depth().await.unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = AzureStore::open(&account, &container, &tables)
+        .await
+        .unwrap();
+    let session = store
+        .session("telegram:77", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        session
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        ["hello", "default answer"]
+    );
+    assert!(store.replied("telegram:7").await.unwrap());
+    assert!(!molten.log().contains("eyJ"), "no token in the log");
 }

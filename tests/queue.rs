@@ -308,6 +308,7 @@ async fn azure_rejects_a_wrong_key_and_says_what_to_check() {
     );
     let account = molten::azure::StorageAccount::from_connection_string(
         &molten::config::Secret::new(wrong),
+        None,
         molten::service::http_client().unwrap(),
     )
     .unwrap();

@@ -95,7 +95,14 @@ pub struct AzureConfig {
 impl AzureConfig {
     /// Whether storage or Key Vault authenticate with the replica's Entra identity.
     pub fn needs_entra(&self) -> bool {
-        matches!(self.storage, Some(StorageTarget::Account(_))) || self.key_vault_url.is_some()
+        let storage = match &self.storage {
+            Some(StorageTarget::Account(_)) => true,
+            Some(StorageTarget::ConnectionString(connection)) => {
+                crate::azure::StorageAccount::is_identity_based(connection)
+            }
+            None => false,
+        };
+        storage || self.key_vault_url.is_some()
     }
 }
 

@@ -261,8 +261,8 @@ async fn open_state(
                 Arc::new(SqliteStore::open(&config.state_path())?),
             ))
         }
-        (Some(StorageTarget::ConnectionString(connection)), _) => {
-            StorageAccount::from_connection_string(connection, http.clone())
+        (Some(StorageTarget::ConnectionString(connection)), entra) => {
+            StorageAccount::from_connection_string(connection, entra.cloned(), http.clone())
         }
         (Some(StorageTarget::Account(name)), Some(credential)) => {
             StorageAccount::with_token(name, credential.clone(), http.clone())

@@ -65,9 +65,11 @@ pub enum AccountError {
 impl StorageAccount {
     /// An account from a connection string (`UseDevelopmentStorage=true`, or the portal's
     /// `DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…;EndpointSuffix=…`, with
-    /// optional `BlobEndpoint=`, `QueueEndpoint=`, `TableEndpoint=`).
+    /// optional `BlobEndpoint=`, `QueueEndpoint=`, `TableEndpoint=`). Without `AccountKey`
+    /// the endpoints are reached with `credential` (an identity-based connection).
     pub fn from_connection_string(
         value: &Secret,
+        credential: Option<Arc<dyn TokenCredential>>,
         http: reqwest::Client,
     ) -> Result<Self, AccountError> {
         let bad = |m: &str| AccountError::ConnectionString(m.to_owned());
@@ -96,14 +98,24 @@ impl StorageAccount {
                 .entry("accountkey".into())
                 .or_insert_with(|| DEV_KEY.into());
         }
-        let account = parts
-            .get("accountname")
-            .ok_or_else(|| bad("AccountName is missing"))?
-            .clone();
-        let key = parts.get("accountkey").ok_or_else(|| {
-            bad("AccountKey is missing (for Managed Identity set azure.storage_account instead)")
-        })?;
-        let key = azure_core::base64::decode(key).map_err(|_| bad("AccountKey is not base64"))?;
+        let account = parts.get("accountname").cloned().unwrap_or_default();
+        let auth = match (parts.get("accountkey"), credential) {
+            (Some(key), _) => {
+                if account.is_empty() {
+                    return Err(bad("AccountName is missing"));
+                }
+                let key =
+                    azure_core::base64::decode(key).map_err(|_| bad("AccountKey is not base64"))?;
+                StorageAuth::Key(Arc::new(sas::AccountSas::new(account.clone(), key)))
+            }
+            (None, Some(credential)) => StorageAuth::Token(credential),
+            (None, None) => return Err(bad("AccountKey is missing")),
+        };
+        if account.is_empty() && parts.keys().filter(|k| k.ends_with("endpoint")).count() < 3 {
+            return Err(bad(
+                "give AccountName, or BlobEndpoint, QueueEndpoint and TableEndpoint",
+            ));
+        }
         let protocol = parts
             .get("defaultendpointsprotocol")
             .map_or("https", String::as_str)
@@ -123,9 +135,16 @@ impl StorageAccount {
             blob: endpoint("blob")?,
             queue: endpoint("queue")?,
             table: endpoint("table")?,
-            auth: StorageAuth::Key(Arc::new(sas::AccountSas::new(account.clone(), key))),
+            auth,
             http,
         })
+    }
+
+    /// Whether a connection string names no account key, so that the replica's Entra identity
+    /// must authorise (an identity-based connection).
+    pub fn is_identity_based(value: &Secret) -> bool {
+        let text = value.expose().to_ascii_lowercase();
+        !text.contains("accountkey=") && !text.contains("usedevelopmentstorage=true")
     }
 
     /// An account reached with an Entra token: `https://<account>.<service>.core.windows.net`.

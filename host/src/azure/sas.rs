@@ -15,6 +15,9 @@ const RENEW_BEFORE: Duration = Duration::minutes(10);
 /// The SAS format version (independent of each service's API version).
 const SAS_VERSION: &str = "2021-08-06";
 
+/// The query parameters of an account SAS; no storage operation uses these names.
+const SAS_PARAMETERS: &[&str] = &["sv", "ss", "srt", "sp", "st", "se", "sip", "spr", "sig"];
+
 /// Signs account SAS tokens for blob, queue and table, cached until near expiry.
 pub struct AccountSas {
     account: String,
@@ -83,12 +86,25 @@ impl AccountSas {
             .finish()
     }
 
-    /// Appends the signature to `url`'s query.
+    /// Sets the signature in `url`'s query, replacing one a previous try of the same request
+    /// added (the SDK's retries resend the request they were given).
     pub fn apply(&self, url: &mut url::Url) {
-        let query = match url.query() {
-            Some(existing) if !existing.is_empty() => format!("{existing}&{}", self.query()),
-            _ => self.query(),
+        let mut query = if url.query_pairs().any(|(k, _)| k == "sig") {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| !SAS_PARAMETERS.contains(&k.as_ref()))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish()
+        } else {
+            url.query().unwrap_or_default().to_owned()
         };
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&self.query());
         url.set_query(Some(&query));
     }
 }
@@ -128,6 +144,9 @@ mod tests {
         let mut url = url::Url::parse("http://127.0.0.1/a/messages?numofmessages=1").unwrap();
         sas.apply(&mut url);
         assert!(url.query().unwrap().starts_with("numofmessages=1&sv="));
+        let once = url.clone();
+        sas.apply(&mut url);
+        assert_eq!(url, once, "a retried request carries one signature");
         let other = AccountSas::new("devstoreaccount1".into(), b"other key".to_vec());
         assert_ne!(
             query.split("sig=").nth(1),
