@@ -17,9 +17,8 @@ use crate::db::now_ms;
 
 use super::{Leased, Poisoned, QueueError, Receipt, WorkQueue};
 
-/// Azure caps a message at 64 KiB of text; bodies travel base64-encoded (as Azure Functions
-/// expect), so the body itself may have 3/4 of that.
-/// A poisoned copy adds a header line with the reason, hence the margin.
+/// Azure caps a message at 64 KiB of text. Bodies travel base64-encoded (as Azure Functions
+/// expect), which leaves 48 KiB, and a poisoned copy adds a line with the reason: hence 46 KiB.
 const MAX_BODY: usize = 46 * 1024;
 const MAX_REASON: usize = 1024;
 const ACCEPTED_PARTITION: &str = "accepted";
@@ -141,16 +140,17 @@ fn storage(what: &str, e: &azure_core::Error) -> QueueError {
     QueueError::Azure(format!("{what}: {}", describe(e)))
 }
 
-/// A 404 (message gone) or 400 (pop receipt no longer current) means another lease holds it.
+/// Message gone (deleted, or poisoned) or its pop receipt no longer current: another lease
+/// holds it. Any other refusal is a storage error.
 fn lease_error(receipt: &Receipt, e: &azure_core::Error) -> QueueError {
-    match e.http_status() {
-        Some(StatusCode::NotFound | StatusCode::BadRequest) => QueueError::LeaseLost {
+    if e.http_status() == Some(StatusCode::NotFound)
+        || error_code(e) == Some("PopReceiptMismatch")
+    {
+        QueueError::LeaseLost {
             id: receipt.id.clone(),
-        },
-        _ if error_code(e) == Some("PopReceiptMismatch") => QueueError::LeaseLost {
-            id: receipt.id.clone(),
-        },
-        _ => storage("updating a message", e),
+        }
+    } else {
+        storage(&format!("message {}", receipt.id), e)
     }
 }
 
