@@ -153,3 +153,26 @@ fn list_reports_skills_that_failed_to_load() {
         "{stderr}"
     );
 }
+
+#[test]
+fn replicas_sharing_a_sandbox_dir_see_the_same_user_files() {
+    // Two replicas (two data dirs, as two containers have) with one mounted sandbox share.
+    let share = temp_dir();
+    let env = [("MOLTEN_SANDBOX_DIR", share.path().to_str().unwrap())];
+    let (ok, _, err) = crate::support::skill_run(
+        "",
+        "bash",
+        r#"{"command":"echo from replica one > /tmp/shared.txt"}"#,
+        &env,
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) =
+        crate::support::skill_run("", "bash", r#"{"command":"cat /tmp/shared.txt"}"#, &env);
+    assert!(ok, "{err}");
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["stdout"], "from replica one\n");
+    assert!(
+        std::fs::read_dir(share.path()).unwrap().count() > 0,
+        "the sandbox is in the share"
+    );
+}

@@ -71,6 +71,9 @@ pub struct Config {
     pub graph: Option<GraphConfig>,
     /// Most bytes one user's sandbox may hold (`[sandbox] quota_mb`).
     pub sandbox_quota_bytes: u64,
+    /// Where users' sandboxes live (`[sandbox] dir`, default `<data dir>/sandboxes`): a share
+    /// mounted on every replica (Azure Files) lets any worker answer any user.
+    pub sandbox_dir: PathBuf,
     /// Azure Storage and Key Vault, when configured (`[azure]`).
     pub azure: AzureConfig,
 }
@@ -313,6 +316,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_AZURE_CONTAINER", "azure", "container"),
     ("MOLTEN_AZURE_TABLE_PREFIX", "azure", "table_prefix"),
     ("MOLTEN_KEY_VAULT_URL", "azure", "key_vault_url"),
+    ("MOLTEN_SANDBOX_DIR", "sandbox", "dir"),
     ("MOLTEN_AZURE_CLIENT_ID", "azure", "client_id"),
 ];
 
@@ -363,6 +367,7 @@ struct AzureFile {
 #[serde(deny_unknown_fields)]
 struct SandboxFile {
     quota_mb: Option<u64>,
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,6 +474,7 @@ impl Config {
     pub fn runtime(&self) -> crate::skills::RuntimeConfig {
         crate::skills::RuntimeConfig {
             sandbox_quota: self.sandbox_quota_bytes,
+            sandbox_root: self.sandbox_dir.clone(),
             ..crate::skills::RuntimeConfig::in_data_dir(&self.data_dir)
         }
     }
@@ -713,6 +719,11 @@ impl Config {
             })
             .transpose()?;
         let azure = build_azure(file.azure)?;
+        let sandbox_dir = file
+            .sandbox
+            .dir
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| data_dir.join("sandboxes"));
         Ok(Self {
             azure,
             grants,
@@ -726,6 +737,7 @@ impl Config {
             llm,
             agent,
             safety,
+            sandbox_dir,
             sandbox_quota_bytes: positive(
                 "sandbox.quota_mb",
                 file.sandbox.quota_mb,

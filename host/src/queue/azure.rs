@@ -143,8 +143,7 @@ fn storage(what: &str, e: &azure_core::Error) -> QueueError {
 /// Message gone (deleted, or poisoned) or its pop receipt no longer current: another lease
 /// holds it. Any other refusal is a storage error.
 fn lease_error(receipt: &Receipt, e: &azure_core::Error) -> QueueError {
-    if e.http_status() == Some(StatusCode::NotFound)
-        || error_code(e) == Some("PopReceiptMismatch")
+    if e.http_status() == Some(StatusCode::NotFound) || error_code(e) == Some("PopReceiptMismatch")
     {
         QueueError::LeaseLost {
             id: receipt.id.clone(),
