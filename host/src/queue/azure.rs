@@ -13,7 +13,7 @@ use azure_storage_queue::{QueueClient, QueueClientOptions};
 use serde_json::json;
 
 use crate::azure::{describe, error_code, hashed_key, StorageAccount, TableClient};
-use crate::db::now_ms;
+use crate::db::{millis, now_ms};
 
 use super::{Leased, Poisoned, QueueError, Receipt, WorkQueue};
 
@@ -214,7 +214,7 @@ impl WorkQueue for AzureQueue {
     }
 
     async fn forget_accepted(&self, age: Duration) -> Result<(), QueueError> {
-        let cutoff = now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms() - millis(age);
         let old = self
             .tables
             .query(

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use serde_json::{json, Value};
 
 use crate::azure::{describe, hashed_key, int64, StorageAccount, TableClient};
-use crate::db::now_ms;
+use crate::db::{millis, now_ms};
 
 use super::{SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
 
@@ -57,16 +57,21 @@ fn table(e: crate::azure::TableError) -> StoreError {
     StoreError::Azure(e.to_string())
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// 64 random bits (std's per-map random hash keys), for row keys and retry jitter.
+fn random() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// A row key that sorts by time and does not collide between replicas.
 fn log_row_key() -> String {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    format!("{:013}-{random:016x}", now_ms())
+    format!("{:013}-{:016x}", now_ms(), random())
+}
+
+/// The blob of the chat `key`'s session.
+fn session_name(key: &str) -> String {
+    format!("{SESSIONS}{}", hashed_key(key))
 }
 
 impl AzureStore {
@@ -223,7 +228,7 @@ impl AzureStore {
     }
 
     async fn sessions_blob(&self, key: &str) -> Result<Option<(SessionBlob, Etag)>, StoreError> {
-        let name = format!("{SESSIONS}{}", hashed_key(key));
+        let name = session_name(key);
         Ok(match self.read(&name).await? {
             Some((body, etag)) => Some((
                 serde_json::from_slice(&body).map_err(|e| {
@@ -274,7 +279,7 @@ impl Store for AzureStore {
         messages: &[SessionMessage],
         keep: usize,
     ) -> Result<(), StoreError> {
-        let name = format!("{SESSIONS}{}", hashed_key(key));
+        let name = session_name(key);
         for attempt in 0..APPEND_ATTEMPTS {
             let (mut blob, etag) = match self.sessions_blob(key).await? {
                 Some((blob, etag)) => (blob, Some(etag)),
@@ -292,10 +297,7 @@ impl Store for AzureStore {
                 return Ok(());
             }
             // Another worker appended first: read its version and append to that.
-            let jitter = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish()
-                % 20;
+            let jitter = random() % 20;
             tokio::time::sleep(Duration::from_millis(
                 u64::from(attempt.min(10)) * 5 + jitter,
             ))
