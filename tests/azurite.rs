@@ -152,3 +152,28 @@ pub fn unique(prefix: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Fresh names for one deployment's queue, container and tables, and the `[azure]` section
+/// that puts them in the account `storage` (a connection string).
+pub struct Names {
+    pub queue: String,
+    pub container: String,
+    pub tables: String,
+}
+
+impl Names {
+    pub fn new() -> Self {
+        Self {
+            queue: unique("work"),
+            container: unique("state"),
+            tables: unique("t"),
+        }
+    }
+
+    pub fn section(&self, storage: &str) -> String {
+        format!(
+            "[azure]\nstorage = \"{storage}\"\nqueue = \"{}\"\ncontainer = \"{}\"\ntable_prefix = \"{}\"\n",
+            self.queue, self.container, self.tables
+        )
+    }
+}

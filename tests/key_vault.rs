@@ -25,7 +25,7 @@ use molten::config::Secret;
 use molten::queue::{AzureQueue, WorkQueue};
 use molten::store::{AzureStore, Store};
 
-use crate::azurite::unique;
+use crate::azurite::Names;
 use crate::fakes::{config, llm_text, llm_tool, Fake, Molten, TELEGRAM_TOKEN};
 use crate::support::temp_dir;
 
@@ -68,6 +68,21 @@ async fn start_identity() -> (String, Arc<Mutex<Vec<String>>>) {
     let url = format!("http://{}/msi/token", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, issued)
+}
+
+/// `molten serve` on a platform that gives it a managed identity at `identity_url`, trusting
+/// `cert` (rustls reads the system's roots from SSL_CERT_FILE).
+async fn start_with_identity(settings: &str, identity_url: &str, cert: &std::path::Path) -> Molten {
+    Molten::start_with_env(
+        settings,
+        &[],
+        &[
+            ("IDENTITY_ENDPOINT", identity_url),
+            ("IDENTITY_HEADER", IDENTITY_HEADER),
+            ("SSL_CERT_FILE", cert.to_str().unwrap()),
+        ],
+    )
+    .await
 }
 
 /// A self-signed certificate for 127.0.0.1, as PEM files `<name>.pem` and `<name>.key`.
@@ -256,17 +271,7 @@ async fn a_managed_identity_replica_takes_its_secrets_from_key_vault_and_its_mod
     )
     .replace(&format!("bot_token = \"{TELEGRAM_TOKEN}\"\n"), "");
     assert!(!settings.contains(TELEGRAM_TOKEN) && !settings.contains("[llm]"));
-    let molten = Molten::start_with_env(
-        &settings,
-        &[],
-        &[
-            ("IDENTITY_ENDPOINT", &identity_url),
-            ("IDENTITY_HEADER", IDENTITY_HEADER),
-            // Trust the loopback vault's certificate (rustls reads the system roots from here).
-            ("SSL_CERT_FILE", cert.to_str().unwrap()),
-        ],
-    )
-    .await;
+    let molten = start_with_identity(&settings, &identity_url, &cert).await;
 
     fake.script_llm([
         llm_tool("s1", "web_search", json!({"query": "molten rock"})),
@@ -323,25 +328,10 @@ async fn a_managed_identity_replica_keeps_its_queue_and_state_in_storage_with_en
     let (cert, key, _) = certificate(dir.path(), "azurite");
     let storage = crate::azurite::with_oauth(&cert, &key);
     let (identity_url, issued) = start_identity().await;
-    let (queue, container, tables) = (unique("work"), unique("state"), unique("t"));
+    let names = Names::new();
     // Endpoints and no key: an identity-based connection.
-    let settings = config(
-        &fake,
-        &format!(
-            "[azure]\nstorage = \"{}\"\nqueue = \"{queue}\"\ncontainer = \"{container}\"\ntable_prefix = \"{tables}\"\n",
-            storage.endpoints("https")
-        ),
-    );
-    let molten = Molten::start_with_env(
-        &settings,
-        &[],
-        &[
-            ("IDENTITY_ENDPOINT", &identity_url),
-            ("IDENTITY_HEADER", IDENTITY_HEADER),
-            ("SSL_CERT_FILE", cert.to_str().unwrap()),
-        ],
-    )
-    .await;
+    let settings = config(&fake, &names.section(&storage.endpoints("https")));
+    let molten = start_with_identity(&settings, &identity_url, &cert).await;
     molten.telegram(7, 77, "hello").await;
     let sent = fake
         .wait_for("/sendMessage", 1, Duration::from_secs(60))
@@ -368,7 +358,9 @@ async fn a_managed_identity_replica_keeps_its_queue_and_state_in_storage_with_en
         http,
     )
     .unwrap();
-    let queue = AzureQueue::open(&account, &queue, &tables).await.unwrap();
+    let queue = AzureQueue::open(&account, &names.queue, &names.tables)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while queue.depth().await.unwrap() > 0 {
         assert!(
@@ -377,7 +369,7 @@ async fn a_managed_identity_replica_keeps_its_queue_and_state_in_storage_with_en
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let store = AzureStore::open(&account, &container, &tables)
+    let store = AzureStore::open(&account, &names.container, &names.tables)
         .await
         .unwrap();
     let session = store

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use molten::queue::{AzureQueue, WorkQueue};
 
-use crate::azurite::{azurite, unique};
+use crate::azurite::{azurite, Names};
 use crate::fakes::{config, Fake, Molten};
 
 const MESSAGES: i64 = 1_000;
@@ -55,12 +55,12 @@ fn rate(messages: usize, since: Instant) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_answer_a_thousand_messages_exactly_once_through_a_kill() {
     let fake = Fake::start().await;
-    let (queue, container, tables) = (unique("work"), unique("state"), unique("t"));
+    let names = Names::new();
     let settings = config(
         &fake,
         &format!(
-            "[azure]\nstorage = \"{}\"\nqueue = \"{queue}\"\ncontainer = \"{container}\"\ntable_prefix = \"{tables}\"\n\n[worker]\nconcurrency = 4\nvisibility_timeout_secs = 4\n",
-            azurite().connection_string()
+            "{}\n[worker]\nconcurrency = 4\nvisibility_timeout_secs = 4\n",
+            names.section(&azurite().connection_string())
         ),
     );
     let ingress = Molten::start(&settings, &["--role", "ingress"]).await;
@@ -103,7 +103,9 @@ async fn two_workers_answer_a_thousand_messages_exactly_once_through_a_kill() {
         .await;
 
     let account = azurite().account();
-    let queue = AzureQueue::open(&account, &queue, &tables).await.unwrap();
+    let queue = AzureQueue::open(&account, &names.queue, &names.tables)
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while queue.depth().await.unwrap() > 0 {
         assert!(Instant::now() < deadline, "the queue did not drain");
