@@ -56,10 +56,12 @@ fn rate(messages: usize, since: Instant) -> f64 {
 async fn two_workers_answer_a_thousand_messages_exactly_once_through_a_kill() {
     let fake = Fake::start().await;
     let names = Names::new();
+    // Leases renew every third of the visibility timeout; 10 s leaves room for a busy machine
+    // to stall without a lease running out mid-turn (which would answer a message twice).
     let settings = config(
         &fake,
         &format!(
-            "{}\n[worker]\nconcurrency = 4\nvisibility_timeout_secs = 4\n",
+            "{}\n[worker]\nconcurrency = 4\nvisibility_timeout_secs = 10\n",
             names.section(&azurite().connection_string())
         ),
     );
