@@ -153,16 +153,6 @@ fn lease_error(receipt: &Receipt, e: &azure_core::Error) -> QueueError {
     }
 }
 
-fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-}
-
 fn decode(text: &str) -> Result<String, QueueError> {
     let bytes = azure_core::base64::decode(text).map_err(|_| {
         QueueError::Azure(
@@ -291,8 +281,7 @@ impl WorkQueue for AzureQueue {
         let current = self
             .update(&leased.receipt, Duration::from_secs(60))
             .await?;
-        let mut reason = reason.to_owned();
-        truncate(&mut reason, MAX_REASON);
+        let reason = &reason[..reason.floor_char_boundary(MAX_REASON)];
         let header = json!({
             "id": leased.receipt.id,
             "reason": reason,
