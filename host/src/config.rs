@@ -81,8 +81,10 @@ pub struct Config {
 /// `[azure]`: where replicas keep shared state, and where secrets come from.
 #[derive(Debug, Clone, Default)]
 pub struct AzureConfig {
-    /// The storage account for the queue and state; `None` keeps them in SQLite.
-    pub storage: Option<StorageTarget>,
+    /// The storage account for the queue and state, as a connection string; `None` keeps them
+    /// in SQLite. `azure.storage_account = "name"` becomes `AccountName=name`: no key, so the
+    /// replica's Entra identity authorises.
+    pub storage: Option<Secret>,
     /// The work queue's name (`molten-work`); poisoned messages go to `<queue>-poison`.
     pub queue: String,
     /// The blob container for sessions and the response cache (`molten-state`).
@@ -98,24 +100,11 @@ pub struct AzureConfig {
 impl AzureConfig {
     /// Whether storage or Key Vault authenticate with the replica's Entra identity.
     pub fn needs_entra(&self) -> bool {
-        let storage = match &self.storage {
-            Some(StorageTarget::Account(_)) => true,
-            Some(StorageTarget::ConnectionString(connection)) => {
-                crate::azure::StorageAccount::is_identity_based(connection)
-            }
-            None => false,
-        };
-        storage || self.key_vault_url.is_some()
+        self.storage
+            .as_ref()
+            .is_some_and(crate::azure::StorageAccount::is_identity_based)
+            || self.key_vault_url.is_some()
     }
-}
-
-/// How to reach the storage account.
-#[derive(Debug, Clone)]
-pub enum StorageTarget {
-    /// A connection string (with the account key), or `UseDevelopmentStorage=true` for Azurite.
-    ConnectionString(Secret),
-    /// An account name, reached with the replica's Entra identity.
-    Account(String),
 }
 
 /// `[graph]`: an Entra application whose client-credentials token becomes the `graph-token`
@@ -835,7 +824,7 @@ fn build_azure(a: AzureFile) -> Result<AzureConfig, ConfigError> {
                 message: "set either a connection string (azure.storage) or an account reached with the managed identity (azure.storage_account), not both".into(),
             })
         }
-        (Some(connection), None) => Some(StorageTarget::ConnectionString(connection)),
+        (Some(connection), None) => Some(connection),
         (None, Some(account)) => {
             if !(3..=24).contains(&account.len())
                 || !account.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -845,7 +834,7 @@ fn build_azure(a: AzureFile) -> Result<AzureConfig, ConfigError> {
                     message: format!("{account:?} is not a storage account name (3 to 24 lower-case letters and digits)"),
                 });
             }
-            Some(StorageTarget::Account(account))
+            Some(Secret::new(format!("AccountName={account}")))
         }
         (None, None) => None,
     };
@@ -1115,7 +1104,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(&config.azure.storage, Some(StorageTarget::Account(a)) if a == "moltenstate")
+            config.azure.storage.as_ref().map(Secret::expose) == Some("AccountName=moltenstate")
         );
         assert_eq!(
             (config.azure.queue.as_str(), config.azure.container.as_str()),

@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::agent::{Agent, AgentLimits};
 use crate::azure::{credential_chain, KeyVaultSecrets, StorageAccount};
 use crate::channels::Channels;
+use crate::config::AzureConfig;
 use crate::config::Config;
-use crate::config::{AzureConfig, StorageTarget};
 use crate::envelope::{Envelope, ReplyTo};
 use crate::ingress::{router, AppState};
 use crate::llm::safety::{Redactor, SafetyFilter};
@@ -254,26 +254,14 @@ async fn open_state(
     http: &reqwest::Client,
     entra: Option<&Arc<dyn TokenCredential>>,
 ) -> Result<(Arc<dyn WorkQueue>, Arc<dyn Store>), StartError> {
-    let account = match (&config.azure.storage, entra) {
-        (None, _) => {
-            return Ok((
-                Arc::new(SqliteQueue::open(&config.queue_path)?),
-                Arc::new(SqliteStore::open(&config.state_path())?),
-            ))
-        }
-        (Some(StorageTarget::ConnectionString(connection)), entra) => {
-            StorageAccount::from_connection_string(connection, entra.cloned(), http.clone())
-        }
-        (Some(StorageTarget::Account(name)), Some(credential)) => {
-            StorageAccount::with_token(name, credential.clone(), http.clone())
-        }
-        (Some(StorageTarget::Account(name)), None) => {
-            return Err(StartError::Azure(format!(
-                "azure.storage_account {name}: no Entra credential was created for it"
-            )))
-        }
-    }
-    .map_err(|e| StartError::Azure(e.to_string()))?;
+    let Some(connection) = &config.azure.storage else {
+        return Ok((
+            Arc::new(SqliteQueue::open(&config.queue_path)?),
+            Arc::new(SqliteStore::open(&config.state_path())?),
+        ));
+    };
+    let account = StorageAccount::from_connection_string(connection, entra.cloned(), http.clone())
+        .map_err(|e| StartError::Azure(e.to_string()))?;
     let azure = &config.azure;
     let queue = AzureQueue::open(&account, &azure.queue, &azure.table_prefix).await?;
     let store = AzureStore::open(&account, &azure.container, &azure.table_prefix).await?;

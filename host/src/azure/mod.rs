@@ -147,26 +147,6 @@ impl StorageAccount {
         !text.contains("accountkey=") && !text.contains("usedevelopmentstorage=true")
     }
 
-    /// An account reached with an Entra token: `https://<account>.<service>.core.windows.net`.
-    pub fn with_token(
-        account: &str,
-        credential: Arc<dyn TokenCredential>,
-        http: reqwest::Client,
-    ) -> Result<Self, AccountError> {
-        let endpoint = |service: &str| {
-            base_url(&format!("https://{account}.{service}.core.windows.net")).map_err(|e| {
-                AccountError::ConnectionString(format!("storage account name {account:?}: {e}"))
-            })
-        };
-        Ok(Self {
-            blob: endpoint("blob")?,
-            queue: endpoint("queue")?,
-            table: endpoint("table")?,
-            auth: StorageAuth::Token(credential),
-            http,
-        })
-    }
-
     /// The SDK's client options: molten's transport, and the SAS on every try when keyed.
     pub fn client_options(&self) -> ClientOptions {
         let mut options = ClientOptions {
