@@ -3,6 +3,29 @@
 
 mod support;
 
+/// Runs each contract test of a module once per backend: the module's `Backend::sqlite()` and
+/// `Backend::azure()` (Azurite).
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod azurite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::azure()).await
+                }
+            )*
+        }
+    };
+}
+
 mod azurite;
 
 mod bash;

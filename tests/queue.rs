@@ -61,28 +61,6 @@ impl Backend {
     }
 }
 
-/// Runs each contract test once per backend.
-macro_rules! contract {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::sqlite()).await
-                }
-            )*
-        }
-        mod azurite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::azure()).await
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     messages_come_out_in_order_and_leave_when_deleted,
     an_expired_lease_redelivers_and_the_old_receipt_is_void,

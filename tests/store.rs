@@ -8,7 +8,8 @@ use std::time::Duration;
 use molten::store::{AzureStore, SessionMessage, SkillCallRecord, SqliteStore, Store, UsageRecord};
 use tempfile::TempDir;
 
-use crate::azurite::azurite;
+use crate::azurite::{azurite, unique};
+use crate::support::temp_dir;
 
 /// Where a test's state lives; every `open` is a new handle on the same state.
 enum Backend {
@@ -24,6 +25,19 @@ enum Backend {
 }
 
 impl Backend {
+    fn sqlite() -> Self {
+        let dir = temp_dir();
+        let path = dir.path().join("state.db");
+        Backend::Sqlite { _dir: dir, path }
+    }
+
+    fn azure() -> Self {
+        Backend::Azure {
+            container: unique("c"),
+            tables: unique("t"),
+        }
+    }
+
     async fn open(&self) -> Arc<dyn Store> {
         match self {
             Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).unwrap()),
@@ -34,34 +48,6 @@ impl Backend {
             ),
         }
     }
-}
-
-/// Runs each contract test once per backend.
-macro_rules! contract {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let dir = crate::support::temp_dir();
-                    let path = dir.path().join("state.db");
-                    super::$test(super::Backend::Sqlite { _dir: dir, path }).await
-                }
-            )*
-        }
-        mod azurite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let backend = super::Backend::Azure {
-                        container: crate::azurite::unique("c"),
-                        tables: crate::azurite::unique("t"),
-                    };
-                    super::$test(backend).await
-                }
-            )*
-        }
-    };
 }
 
 contract!(
