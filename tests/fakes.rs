@@ -487,6 +487,28 @@ impl Molten {
         }
     }
 
+    /// Waits for the process to end by itself and returns how it ended; panics after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "molten did not exit:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Drops the extra environment variables `start_with_env` gave, for the next start.
+    pub fn clear_env(&mut self) {
+        self.env.clear();
+    }
+
     /// Starts the same data directory and config again.
     pub async fn restart(&mut self) {
         self.kill();
@@ -553,16 +575,19 @@ impl Molten {
 
     /// Posts a Telegram text message update with the right secret.
     pub async fn telegram(&self, update_id: i64, chat: i64, text: &str) -> reqwest::Response {
-        let body = telegram_update(update_id, chat, text);
-        self.post(
-            "/webhook/telegram",
-            &[
-                ("content-type", "application/json".into()),
-                ("x-telegram-bot-api-secret-token", TELEGRAM_SECRET.into()),
-            ],
-            body.to_string(),
-        )
-        .await
+        self.try_telegram(update_id, chat, text)
+            .await
+            .expect("molten answers")
+    }
+
+    /// Posts a Telegram update; an error when molten did not answer (it died, or is down).
+    pub async fn try_telegram(
+        &self,
+        update_id: i64,
+        chat: i64,
+        text: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        post_telegram(&self.url, update_id, chat, text).await
     }
 }
 
@@ -570,6 +595,23 @@ impl Drop for Molten {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Posts a Telegram text message update with the right secret to the molten at `url`.
+pub async fn post_telegram(
+    url: &str,
+    update_id: i64,
+    chat: i64,
+    text: &str,
+) -> reqwest::Result<reqwest::Response> {
+    molten::service::http_client()
+        .unwrap()
+        .post(format!("{url}/webhook/telegram"))
+        .header("content-type", "application/json")
+        .header("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)
+        .body(telegram_update(update_id, chat, text).to_string())
+        .send()
+        .await
 }
 
 pub fn telegram_update(update_id: i64, chat: i64, text: &str) -> Value {

@@ -31,6 +31,8 @@ mod azurite;
 mod bash;
 mod cli;
 mod confinement;
+#[cfg(feature = "failpoints")]
+mod crash;
 mod fakes;
 mod graph;
 mod http;

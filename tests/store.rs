@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use molten::store::{AzureStore, SessionMessage, SkillCallRecord, SqliteStore, Store, UsageRecord};
+use molten::store::{
+    AzureStore, Claim, SessionMessage, SkillCallRecord, SqliteStore, Store, UsageRecord,
+};
 use tempfile::TempDir;
 
 use crate::azurite::{azurite, unique};
@@ -54,6 +56,8 @@ contract!(
     sessions_append_keep_the_newest_and_expire,
     concurrent_appends_lose_nothing,
     replied_marks_and_the_cache,
+    one_queued_copy_of_a_message_holds_its_claim,
+    concurrent_copies_claim_a_message_once,
     usage_and_skill_log_add_up,
 );
 
@@ -143,6 +147,59 @@ async fn replied_marks_and_the_cache(backend: Backend) {
     assert!(!store.replied("telegram:5").await.unwrap());
 }
 
+async fn one_queued_copy_of_a_message_holds_its_claim(backend: Backend) {
+    let store = backend.open().await;
+    assert_eq!(store.claim("telegram:9", "m1").await.unwrap(), Claim::Mine);
+    // A redelivery of the same copy keeps its claim; another copy is turned away.
+    assert_eq!(store.claim("telegram:9", "m1").await.unwrap(), Claim::Mine);
+    assert_eq!(store.claim("telegram:9", "m2").await.unwrap(), Claim::Taken);
+    assert!(
+        !store.replied("telegram:9").await.unwrap(),
+        "a claim is no reply"
+    );
+    assert_eq!(store.claim("telegram:10", "m2").await.unwrap(), Claim::Mine);
+
+    store.mark_replied("telegram:9").await.unwrap();
+    assert!(store.replied("telegram:9").await.unwrap());
+    for copy in ["m1", "m2", "m3"] {
+        assert_eq!(
+            store.claim("telegram:9", copy).await.unwrap(),
+            Claim::Replied
+        );
+    }
+    // A reply mark written without a claim (an apology for a message that was never claimed).
+    store.mark_replied("telegram:11").await.unwrap();
+    assert_eq!(
+        store.claim("telegram:11", "m4").await.unwrap(),
+        Claim::Replied
+    );
+
+    // Claims are pruned with the reply marks.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    store.prune(Duration::from_millis(10), DAY).await.unwrap();
+    assert_eq!(store.claim("telegram:10", "m5").await.unwrap(), Claim::Mine);
+}
+
+async fn concurrent_copies_claim_a_message_once(backend: Backend) {
+    // Two handles, as two workers leasing two copies at the same instant have.
+    let stores = [backend.open().await, backend.open().await];
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move { store.claim("slack:C1:2.0", &format!("copy{i}")).await })
+        })
+        .collect();
+    let mut mine = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Claim::Mine => mine += 1,
+            Claim::Taken => {}
+            Claim::Replied => panic!("nothing was replied"),
+        }
+    }
+    assert_eq!(mine, 1, "exactly one copy answers");
+}
+
 async fn usage_and_skill_log_add_up(backend: Backend) {
     let store = backend.open().await;
     for (prompt, completion, cost) in [(100, 20, 0.01), (50, 5, 0.002)] {
@@ -177,4 +234,29 @@ async fn usage_and_skill_log_add_up(backend: Backend) {
     assert_eq!((totals.prompt_tokens, totals.completion_tokens), (150, 25));
     assert!((totals.cost_usd - 0.012).abs() < 1e-12);
     assert_eq!((totals.skill_calls, totals.skill_failures), (3, 1));
+}
+
+#[tokio::test]
+async fn reply_marks_from_before_claims_still_count() {
+    let dir = temp_dir();
+    let path = dir.path().join("state.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE replied (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+             INSERT INTO replied VALUES ('telegram:1', 1);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(store.replied("telegram:1").await.unwrap());
+    assert_eq!(
+        store.claim("telegram:1", "m1").await.unwrap(),
+        Claim::Replied
+    );
+    assert_eq!(store.claim("telegram:2", "m2").await.unwrap(), Claim::Mine);
+    drop(store);
+    // Opening again does not migrate twice.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.claim("telegram:2", "m3").await.unwrap(), Claim::Taken);
 }

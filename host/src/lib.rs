@@ -9,6 +9,7 @@ pub mod agent;
 pub mod azure;
 pub mod channels;
 pub mod config;
+pub mod crash;
 pub mod db;
 pub mod envelope;
 pub mod ingress;

@@ -79,6 +79,7 @@ enum SkillCommand {
 }
 
 fn main() -> ExitCode {
+    let _crash_points = molten::crash::setup();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

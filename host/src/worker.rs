@@ -4,6 +4,26 @@
 //! back after the visibility timeout; a message already answered (the store says so) is deleted
 //! without a second reply; after `max_deliveries` the message is poisoned and the user gets an
 //! apology. A failing model does not leave the user waiting: they get an apology at once.
+//!
+//! The steps of one message, and what the process dying between two of them does (each
+//! boundary is a crash point, tested in `tests/crash.rs`):
+//!
+//! 1. claim the platform message for this queued copy ([`Store::claim`]): two copies of one
+//!    message (see `enqueue_once`) are never both answered;
+//! 2. run the turn, logging its skill calls and the model's usage (a crash after that logs the
+//!    next delivery's turn too, which was really spent);
+//! 3. `worker.answered` — crash: nothing was sent; the message comes back and is answered once;
+//! 4. send the reply; `worker.replied` — crash: the user has the answer but nothing records it;
+//!    the message comes back and is answered **again**. This is the one window of at-least-once
+//!    delivery (no platform can be asked whether a message was sent);
+//! 5. mark it replied; `worker.marked` — crash: the redelivery finds the mark and is deleted
+//!    unanswered; the turn is missing from the chat's history (the user has it);
+//! 6. append the turn to the session; `worker.saved` — crash: the redelivery is deleted
+//!    unanswered;
+//! 7. delete the message.
+//!
+//! Poisoning apologises first and moves the message aside second (see `Worker::poison`); the
+//! queue's own multi-step writes say what a crash does beside them (`enqueue_once`, `poison`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +37,7 @@ use crate::envelope::Envelope;
 use crate::llm::safety::{Redactor, SafetyFilter};
 use crate::metrics::Metrics;
 use crate::queue::{Leased, QueueError, Receipt, WorkQueue};
-use crate::store::{SessionMessage, Store};
+use crate::store::{Claim, SessionMessage, Store};
 
 /// Told to the user when the model cannot be reached after retries.
 pub const LLM_APOLOGY: &str =
@@ -137,12 +157,16 @@ impl Worker {
             );
             return self.poison(&leased, &reason, Some(&envelope)).await;
         }
-        match self.store.replied(&key).await {
-            Ok(true) => {
+        match self.store.claim(&key, &leased.receipt.id).await {
+            Ok(Claim::Mine) => {}
+            Ok(Claim::Replied) => {
                 tracing::info!(%key, "already answered; dropping the redelivery");
                 return self.delete(&leased.receipt).await;
             }
-            Ok(false) => {}
+            Ok(Claim::Taken) => {
+                tracing::info!(%key, id = %leased.receipt.id, "another queued copy of this message answers it; dropping this one");
+                return self.delete(&leased.receipt).await;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read dedupe state; will retry");
                 return Outcome::Retry;
@@ -188,16 +212,19 @@ impl Worker {
             (NOT_CONFIGURED.to_owned(), false)
         };
         let reply = self.redactor.redact(&reply);
+        crate::crash::point("worker.answered");
         if let Err(e) = self.channels.send(&envelope.reply_to, &reply).await {
             tracing::error!(error = %e, key = %envelope.dedupe_key(), "reply not delivered; the message stays queued");
             Metrics::bump(&self.metrics.delivery_failures);
             return None;
         }
         Metrics::bump(&self.metrics.replied);
+        crate::crash::point("worker.replied");
         // From here on a redelivery must not answer again.
         if let Err(e) = self.store.mark_replied(&envelope.dedupe_key()).await {
             tracing::error!(error = %e, "cannot record the reply; a redelivery may answer twice");
         }
+        crate::crash::point("worker.marked");
         if turn {
             let messages = [
                 SessionMessage {
@@ -221,6 +248,7 @@ impl Worker {
                 tracing::error!(error = %e, "cannot save the session");
             }
         }
+        crate::crash::point("worker.saved");
         Some(Outcome::Done)
     }
 
@@ -235,13 +263,12 @@ impl Worker {
         }
     }
 
+    /// Apologises (once), then moves the message aside. In that order because a crash after
+    /// the move and before the apology would leave the user with no answer at all; a crash at
+    /// `worker.apologised` brings the message back, past its delivery limit, and it is moved
+    /// aside without a second apology.
     async fn poison(&self, leased: &Leased, reason: &str, envelope: Option<&Envelope>) -> Outcome {
         tracing::error!(id = %leased.receipt.id, %reason, "poisoning message");
-        if let Err(e) = self.queue.poison(leased, reason).await {
-            tracing::error!(error = %e, "cannot poison the message");
-            return Outcome::Retry;
-        }
-        Metrics::bump(&self.metrics.poisoned);
         if let Some(envelope) = envelope {
             let key = envelope.dedupe_key();
             let answered = matches!(self.store.replied(&key).await, Ok(true));
@@ -254,6 +281,12 @@ impl Worker {
                 }
             }
         }
+        crate::crash::point("worker.apologised");
+        if let Err(e) = self.queue.poison(leased, reason).await {
+            tracing::error!(error = %e, "cannot poison the message");
+            return Outcome::Retry;
+        }
+        Metrics::bump(&self.metrics.poisoned);
         Outcome::Poisoned
     }
 }

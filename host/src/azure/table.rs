@@ -1,8 +1,8 @@
 //! A small client for the Azure Table service's REST API (JSON, no metadata). The official SDK
 //! for Rust has no Tables crate on the `azure_core` 1.x line (the old `azure_data_tables` sits
-//! on a retired core and its own HTTP stack), and molten needs four calls: create a table,
-//! insert an entity (failing on a duplicate key, which makes dedupe atomic), query with a
-//! filter, delete.
+//! on a retired core and its own HTTP stack), and molten needs few calls: create a table,
+//! insert an entity (failing on a duplicate key, which makes dedupe atomic), insert-or-merge,
+//! point read, query with a filter, delete.
 
 use std::time::Duration;
 
@@ -126,13 +126,13 @@ impl TableClient {
         }
     }
 
-    /// Whether the entity with these keys exists.
-    pub async fn exists(
+    /// The entity with these keys, if there is one.
+    pub async fn get(
         &self,
         table: &str,
         partition: &str,
         row: &str,
-    ) -> Result<bool, TableError> {
+    ) -> Result<Option<Value>, TableError> {
         let response = self
             .send(
                 reqwest::Method::GET,
@@ -142,9 +142,31 @@ impl TableClient {
             )
             .await?;
         match response.status().as_u16() {
-            200..=299 => Ok(true),
-            404 => Ok(false),
+            200..=299 => {
+                response.json().await.map(Some).map_err(|e| {
+                    TableError(format!("reading from {table}: unreadable answer: {e}"))
+                })
+            }
+            404 => Ok(None),
             _ => Err(failure(&format!("reading from {table}"), response).await),
+        }
+    }
+
+    /// Inserts `entity`, or sets its properties on the existing entity with its keys (the
+    /// service's Insert Or Merge: properties `value` does not name are kept).
+    pub async fn merge(&self, table: &str, value: &Value) -> Result<(), TableError> {
+        let key = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+        let response = self
+            .send(
+                reqwest::Method::PATCH,
+                self.url(&entity(table, &key("PartitionKey"), &key("RowKey"))),
+                Some(value),
+                &[],
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            _ => Err(failure(&format!("writing to {table}"), response).await),
         }
     }
 

@@ -154,6 +154,9 @@ impl AppState {
             .enqueue_once(&envelope.dedupe_key(), &body)
             .await
             .map_err(|e| unavailable(&e))?;
+        // Queued and its key recorded, not yet acknowledged: the platform resends, and the
+        // resend is dropped as a duplicate of the queued message.
+        crate::crash::point("ingress.enqueued");
         if queued.is_none() {
             Metrics::bump(&self.metrics.duplicates);
             return Ok(());

@@ -22,6 +22,9 @@ use super::{Leased, Poisoned, QueueError, Receipt, WorkQueue};
 const MAX_BODY: usize = 46 * 1024;
 const MAX_REASON: usize = 1024;
 const ACCEPTED_PARTITION: &str = "accepted";
+/// How long a message being poisoned stays invisible: long enough to copy it aside and delete
+/// it, short enough that one cut short by a crash comes back soon to be poisoned again.
+const POISON_HOLD: Duration = Duration::from_secs(10);
 const POP_RECEIPT: HeaderName = HeaderName::from_static("x-ms-popreceipt");
 
 /// A [`WorkQueue`] on Azure Storage: every replica with the same account and name shares it.
@@ -77,7 +80,9 @@ impl AzureQueue {
         Ok(queue)
     }
 
-    async fn send(&self, client: &QueueClient, body: &str) -> Result<String, QueueError> {
+    /// Sends `body` to `client`'s queue; returns its id and the receipt that can delete it
+    /// until a worker leases it.
+    async fn send(&self, client: &QueueClient, body: &str) -> Result<Receipt, QueueError> {
         let message = QueueMessage {
             message_text: Some(azure_core::base64::encode(body)),
         };
@@ -98,8 +103,12 @@ impl AzureQueue {
             .into_model()
             .and_then(|list| list.into_message())
             .map_err(|e| storage("reading the sent message", &e))?;
-        sent.message_id
-            .ok_or_else(|| QueueError::Azure("the queue returned no message id".into()))
+        match (sent.message_id, sent.pop_receipt) {
+            (Some(id), Some(pop_receipt)) => Ok(Receipt { id, pop_receipt }),
+            _ => Err(QueueError::Azure(
+                "the queue returned no message id or pop receipt".into(),
+            )),
+        }
     }
 
     /// Moves the lease's visibility to `visibility` from now: the receipt must be current.
@@ -166,11 +175,26 @@ fn decode(text: &str) -> Result<String, QueueError> {
 impl WorkQueue for AzureQueue {
     async fn enqueue(&self, body: &str) -> Result<String, QueueError> {
         check_size(body)?;
-        self.send(&self.work, body).await
+        Ok(self.send(&self.work, body).await?.id)
     }
 
+    /// The message is queued *before* its key is recorded, so there is no instant at which the
+    /// key is recorded and the message is not queued: a resend is dropped only once a copy is
+    /// in the queue, and whenever the process dies an acknowledged message is never lost. What
+    /// a crash between the steps does:
+    ///
+    /// - after the send, before the insert: a copy is queued with no key recorded; the
+    ///   platform's resend (the webhook got no 200) queues a second copy, and the worker's
+    ///   claim ([`crate::store::Store::claim`]) answers exactly one of them;
+    /// - after the insert, before the 200: the resend finds the key and is dropped; the copy
+    ///   already queued is answered.
+    ///
+    /// A resend that loses the insert race deletes the copy it sent; if a worker leased that
+    /// copy first (or the delete fails), the claim drops it instead.
     async fn enqueue_once(&self, key: &str, body: &str) -> Result<Option<String>, QueueError> {
         check_size(body)?;
+        let sent = self.send(&self.work, body).await?;
+        crate::crash::point("enqueue_once.sent");
         let row = hashed_key(key);
         let entity = json!({
             "PartitionKey": ACCEPTED_PARTITION,
@@ -179,26 +203,19 @@ impl WorkQueue for AzureQueue {
             "at_ms": now_ms().to_string(),
             "at_ms@odata.type": "Edm.Int64",
         });
-        let inserted = self
-            .tables
-            .insert(&self.accepted, &entity)
-            .await
-            .map_err(|e| QueueError::Azure(e.to_string()))?;
-        if !inserted {
-            return Ok(None);
-        }
-        match self.send(&self.work, body).await {
-            Ok(id) => Ok(Some(id)),
-            Err(e) => {
-                // Not queued: the platform's resend must be let through.
-                if let Err(undo) = self
-                    .tables
-                    .delete(&self.accepted, ACCEPTED_PARTITION, &row)
-                    .await
-                {
-                    tracing::error!(error = %undo, "cannot forget a key whose message was not queued; its resend will be dropped");
+        match self.tables.insert(&self.accepted, &entity).await {
+            Ok(true) => Ok(Some(sent.id)),
+            Ok(false) => {
+                if let Err(e) = self.delete(&sent).await {
+                    tracing::debug!(error = %e, %key, "a resent copy stays queued; the worker's claim drops it");
                 }
-                Err(e)
+                Ok(None)
+            }
+            Err(e) => {
+                // The message is safely queued: acknowledge it. Without its key a resend may
+                // queue a second copy, which the claim drops.
+                tracing::warn!(error = %e, %key, "cannot record a webhook's dedupe key; a resend of it will be queued and dropped by the worker");
+                Ok(Some(sent.id))
             }
         }
     }
@@ -276,11 +293,12 @@ impl WorkQueue for AzureQueue {
         Ok(())
     }
 
+    /// Copy aside, then delete. A crash between the two leaves the message in the queue, where
+    /// it comes back after [`POISON_HOLD`] with a dequeue count past the limit and is poisoned
+    /// again: the poison queue then holds two copies, which [`WorkQueue::poisoned`] shows once.
     async fn poison(&self, leased: &Leased, reason: &str) -> Result<(), QueueError> {
-        // Prove the lease is current (and hold it a minute) before copying the message aside.
-        let current = self
-            .update(&leased.receipt, Duration::from_secs(60))
-            .await?;
+        // Prove the lease is current (and hold it long enough to copy) before copying it aside.
+        let current = self.update(&leased.receipt, POISON_HOLD).await?;
         let reason = &reason[..reason.floor_char_boundary(MAX_REASON)];
         let header = json!({
             "id": leased.receipt.id,
@@ -290,6 +308,7 @@ impl WorkQueue for AzureQueue {
         });
         self.send(&self.poison, &format!("{header}\n{}", leased.body))
             .await?;
+        crate::crash::point("poison.copied");
         self.delete(&current).await
     }
 
@@ -304,13 +323,18 @@ impl WorkQueue for AzureQueue {
             .map_err(|e| storage(&format!("peeking at queue {}-poison", self.name), &e))?
             .into_model()
             .map_err(|e| storage("reading peeked messages", &e))?;
-        let mut poisoned = Vec::new();
+        let mut poisoned: Vec<Poisoned> = Vec::new();
         for message in peeked.items.unwrap_or_default() {
             let text = decode(&message.message_text.unwrap_or_default())?;
             let (header, body) = text.split_once('\n').unwrap_or((&text, ""));
             let header: serde_json::Value = serde_json::from_str(header).unwrap_or_default();
+            let id = header["id"].as_str().unwrap_or_default();
+            // A poisoning cut short between copy and delete copies the message twice.
+            if poisoned.iter().any(|p| p.id == id) {
+                continue;
+            }
             poisoned.push(Poisoned {
-                id: header["id"].as_str().unwrap_or_default().to_owned(),
+                id: id.to_owned(),
                 body: body.to_owned(),
                 reason: header["reason"].as_str().unwrap_or_default().to_owned(),
             });

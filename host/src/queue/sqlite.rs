@@ -89,6 +89,8 @@ impl WorkQueue for SqliteQueue {
                 )
                 .map_err(sql)?;
                 let id = tx.last_insert_rowid().to_string();
+                // A crash here rolls back key and message together: the resend gets through.
+                crate::crash::point("enqueue_once.sent");
                 tx.commit().map_err(sql)?;
                 Ok(Some(id))
             })
@@ -196,6 +198,8 @@ impl WorkQueue for SqliteQueue {
                 held(moved, &receipt)?;
                 tx.execute("DELETE FROM queue WHERE id = ?1", params![receipt.id])
                     .map_err(sql)?;
+                // Copy and delete commit together: a crash leaves the message queued.
+                crate::crash::point("poison.copied");
                 tx.commit().map_err(sql)
             })
             .await

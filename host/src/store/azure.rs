@@ -1,6 +1,6 @@
 //! The Azure store: chat sessions and the response cache as blobs in one container (sessions
 //! updated with ETag conditions, so two workers never overwrite each other's turn), and the
-//! reply records, usage log and skill log as rows in Table storage.
+//! claims and reply records, usage log and skill log as rows in Table storage.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -18,13 +18,15 @@ use serde_json::{json, Value};
 use crate::azure::{describe, hashed_key, int64, StorageAccount, TableClient};
 use crate::db::{millis, now_ms};
 
-use super::{SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
+use super::{Claim, SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
 
 const SESSIONS: &str = "sessions/";
 const CACHE: &str = "cache/";
 /// Blob metadata: when a session was last appended to, when a cache entry expires.
 const TOUCHED: &str = "touched_ms";
 const EXPIRES: &str = "expires_ms";
+/// The partition of claims and reply marks (one row per platform message).
+const REPLIED: &str = "replied";
 /// Concurrent appends to one session retry this often before giving up.
 const APPEND_ATTEMPTS: u32 = 50;
 
@@ -58,6 +60,12 @@ fn table(e: crate::azure::TableError) -> StoreError {
 }
 
 /// 64 random bits (std's per-map random hash keys), for row keys and retry jitter.
+/// Whether a row of the replied table records a reply (and not only a claim); rows written
+/// before claims existed have no `replied` property and are all replies.
+fn is_reply(row: &Value) -> bool {
+    row["replied"] != Value::Bool(false)
+}
+
 fn random() -> u64 {
     std::collections::hash_map::RandomState::new()
         .build_hasher()
@@ -244,25 +252,70 @@ impl AzureStore {
 #[async_trait::async_trait]
 impl Store for AzureStore {
     async fn replied(&self, key: &str) -> Result<bool, StoreError> {
-        self.tables
-            .exists(&self.replied, "replied", &hashed_key(key))
+        let row = self
+            .tables
+            .get(&self.replied, REPLIED, &hashed_key(key))
             .await
-            .map_err(table)
+            .map_err(table)?;
+        Ok(row.is_some_and(|row| is_reply(&row)))
+    }
+
+    async fn claim(&self, key: &str, message_id: &str) -> Result<Claim, StoreError> {
+        let row = hashed_key(key);
+        let entity = json!({
+            "PartitionKey": REPLIED,
+            "RowKey": row,
+            "key": key,
+            "at_ms": now_ms().to_string(),
+            "at_ms@odata.type": "Edm.Int64",
+            "claimed_by": message_id,
+            "replied": false,
+        });
+        // Insert-if-absent is atomic in Table storage: of all copies, one inserts. A row pruned
+        // between a failed insert and the read is claimed again.
+        for _ in 0..3 {
+            if self
+                .tables
+                .insert(&self.replied, &entity)
+                .await
+                .map_err(table)?
+            {
+                return Ok(Claim::Mine);
+            }
+            let Some(existing) = self
+                .tables
+                .get(&self.replied, REPLIED, &row)
+                .await
+                .map_err(table)?
+            else {
+                continue;
+            };
+            return Ok(if is_reply(&existing) {
+                Claim::Replied
+            } else if existing["claimed_by"].as_str() == Some(message_id) {
+                Claim::Mine
+            } else {
+                Claim::Taken
+            });
+        }
+        Err(StoreError::Azure(format!(
+            "the claim on message {key} kept vanishing while it was read"
+        )))
     }
 
     async fn mark_replied(&self, key: &str) -> Result<(), StoreError> {
         let entity = json!({
-            "PartitionKey": "replied",
+            "PartitionKey": REPLIED,
             "RowKey": hashed_key(key),
             "key": key,
             "at_ms": now_ms().to_string(),
             "at_ms@odata.type": "Edm.Int64",
+            "replied": true,
         });
-        // Already there is as good as written.
+        // Merged, so the claim's `claimed_by` stays; written whether or not a claim exists.
         self.tables
-            .insert(&self.replied, &entity)
+            .merge(&self.replied, &entity)
             .await
-            .map(drop)
             .map_err(table)
     }
 
@@ -410,7 +463,9 @@ impl Store for AzureStore {
             .tables
             .query(
                 &self.replied,
-                Some(&format!("PartitionKey eq 'replied' and at_ms lt {cutoff}L")),
+                Some(&format!(
+                    "PartitionKey eq '{REPLIED}' and at_ms lt {cutoff}L"
+                )),
                 "RowKey",
             )
             .await
@@ -418,7 +473,7 @@ impl Store for AzureStore {
         for row in old {
             let key = row["RowKey"].as_str().unwrap_or_default();
             self.tables
-                .delete(&self.replied, "replied", key)
+                .delete(&self.replied, REPLIED, key)
                 .await
                 .map_err(table)?;
         }

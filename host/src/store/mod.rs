@@ -1,6 +1,13 @@
 //! Everything the worker remembers between messages: which messages were answered, chat sessions, the LLM
 //! response cache, the usage log and the skill log. The embedded default is SQLite; the Azure
 //! store (Blob + Table) implements the same trait.
+//!
+//! Every write is one atomic step, so a crash cannot leave half of one: a claim is one
+//! insert-if-absent (the read after a failed insert only looks); a reply mark one upsert; a
+//! session append one transaction (SQLite) or one conditional write of the blob read before it
+//! (Azure: a crash between the read and the write writes nothing); a usage or skill-log record
+//! one insert. What a crash *between* these writes does is written beside the worker's steps
+//! (`crate::worker`).
 
 mod azure;
 mod sqlite;
@@ -74,6 +81,17 @@ pub struct Totals {
     pub skill_failures: u64,
 }
 
+/// Which queued copy of a platform message answers it (see [`Store::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This copy holds the claim (now, or since an earlier delivery of it): answer it.
+    Mine,
+    /// The message was answered: drop this copy.
+    Replied,
+    /// Another copy of the same platform message holds the claim: drop this one.
+    Taken,
+}
+
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,6 +114,14 @@ impl From<crate::db::DbError> for StoreError {
 pub trait Store: Send + Sync {
     /// Whether the message with this dedupe key was answered already.
     async fn replied(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Claims the message with dedupe key `key` for the queued copy `message_id`, atomically:
+    /// the first copy to claim a key answers it, every redelivery of that copy is [`Claim::Mine`]
+    /// again, and any other copy is [`Claim::Taken`]. A queue can hold two copies of one
+    /// platform message (an ingress that died between queueing it and recording its key lets
+    /// the platform's resend through); this is what keeps them from being answered twice, even
+    /// by two workers at once.
+    async fn claim(&self, key: &str, message_id: &str) -> Result<Claim, StoreError>;
 
     /// Records that a message was answered: a redelivery must not answer again.
     async fn mark_replied(&self, key: &str) -> Result<(), StoreError>;
@@ -126,7 +152,7 @@ pub trait Store: Send + Sync {
     /// Totals over the logs.
     async fn totals(&self) -> Result<Totals, StoreError>;
 
-    /// Drops expired cache entries, reply records older than `dedupe_age` and sessions idle
-    /// for longer than `session_ttl`.
+    /// Drops expired cache entries, claims and reply records older than `dedupe_age`, and
+    /// sessions idle for longer than `session_ttl`.
     async fn prune(&self, dedupe_age: Duration, session_ttl: Duration) -> Result<(), StoreError>;
 }

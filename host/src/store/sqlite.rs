@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
+use super::{Claim, SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
 use crate::db::{millis, now_ms, Db};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS replied (
-        key     TEXT PRIMARY KEY,
-        at_ms   INTEGER NOT NULL
+        key         TEXT PRIMARY KEY,
+        at_ms       INTEGER NOT NULL,
+        claimed_by  TEXT,
+        replied     INTEGER NOT NULL DEFAULT 1
     );
     CREATE TABLE IF NOT EXISTS session (
         key         TEXT PRIMARY KEY,
@@ -55,9 +57,27 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in the SQLite file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-        })
+        let db = Db::open(path, SCHEMA)?;
+        db.blocking(|conn| {
+            // Files written before claims existed have reply marks only: every row of theirs
+            // is a reply (hence the default).
+            let claims = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('replied') WHERE name = 'claimed_by'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(sql)?;
+            if claims == 0 {
+                conn.execute_batch(
+                    "ALTER TABLE replied ADD COLUMN claimed_by TEXT;
+                     ALTER TABLE replied ADD COLUMN replied INTEGER NOT NULL DEFAULT 1;",
+                )
+                .map_err(sql)?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(Self { db })
     }
 }
 
@@ -75,10 +95,49 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         self.db
             .call(move |conn| {
-                conn.query_row("SELECT 1 FROM replied WHERE key = ?1", [key], |_| Ok(()))
-                    .optional()
-                    .map(|row| row.is_some())
-                    .map_err(sql)
+                conn.query_row(
+                    "SELECT 1 FROM replied WHERE key = ?1 AND replied = 1",
+                    [key],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|row| row.is_some())
+                .map_err(sql)
+            })
+            .await
+    }
+
+    async fn claim(&self, key: &str, message_id: &str) -> Result<Claim, StoreError> {
+        let (key, message_id) = (key.to_owned(), message_id.to_owned());
+        self.db
+            .call(move |conn| {
+                // Every statement runs on the one connection thread, in order: insert-if-absent
+                // then read is atomic against every other caller of this file; other processes
+                // on the same file are kept out by the write lock of the insert.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                tx.execute(
+                    "INSERT INTO replied (key, at_ms, claimed_by, replied) VALUES (?1, ?2, ?3, 0)
+                     ON CONFLICT DO NOTHING",
+                    params![key, now_ms(), message_id],
+                )
+                .map_err(sql)?;
+                let (claimed_by, replied): (Option<String>, bool) = tx
+                    .query_row(
+                        "SELECT claimed_by, replied FROM replied WHERE key = ?1",
+                        [&key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(sql)?;
+                tx.commit().map_err(sql)?;
+                Ok(if replied {
+                    Claim::Replied
+                } else if claimed_by.as_deref() == Some(message_id.as_str()) {
+                    Claim::Mine
+                } else {
+                    Claim::Taken
+                })
             })
             .await
     }
@@ -88,7 +147,8 @@ impl Store for SqliteStore {
         self.db
             .call(move |conn| {
                 conn.execute(
-                    "INSERT INTO replied (key, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    "INSERT INTO replied (key, at_ms, replied) VALUES (?1, ?2, 1)
+                     ON CONFLICT (key) DO UPDATE SET replied = 1",
                     params![key, now_ms()],
                 )
                 .map_err(sql)?;
