@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use molten::azure::StorageAccount;
-use molten::config::Secret;
+use molten::secrets::Secret;
 
 use crate::support::root;
 

@@ -488,6 +488,7 @@ impl Molten {
     }
 
     /// Waits for the process to end by itself and returns how it ended; panics after `limit`.
+    #[cfg(feature = "failpoints")]
     pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
@@ -505,6 +506,7 @@ impl Molten {
     }
 
     /// Drops the extra environment variables `start_with_env` gave, for the next start.
+    #[cfg(feature = "failpoints")]
     pub fn clear_env(&mut self) {
         self.env.clear();
     }

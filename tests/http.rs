@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use molten::config::Secret;
 use molten::secrets::LocalSecrets;
+use molten::secrets::Secret;
 use molten::skills::{Grants, HttpRule, InvokeError, SkillGrant};
 use serde_json::{json, Value};
 

@@ -21,8 +21,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use molten::azure::StorageAccount;
-use molten::config::Secret;
 use molten::queue::{AzureQueue, WorkQueue};
+use molten::secrets::Secret;
 use molten::store::{AzureStore, Store};
 
 use crate::azurite::Names;

@@ -285,7 +285,7 @@ async fn azure_rejects_a_wrong_key_and_says_what_to_check() {
         azure_core::base64::encode(b"not the key")
     );
     let account = molten::azure::StorageAccount::from_connection_string(
-        &molten::config::Secret::new(wrong),
+        &molten::secrets::Secret::new(wrong),
         None,
         molten::service::http_client().unwrap(),
     )

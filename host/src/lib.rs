@@ -2,7 +2,8 @@
 //! components.
 //!
 //! This library holds everything the `molten` binary does; `main.rs` only parses the command
-//! line. See `DESIGN.md` at the repository root for the architecture.
+//! line. See `DESIGN.md` at the repository root for the architecture: its floors, the path of one
+//! message, and how to add a channel, a backend or a host capability.
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -17,6 +18,7 @@ pub mod llm;
 pub mod metrics;
 pub mod net;
 pub mod queue;
+pub mod redact;
 pub mod secrets;
 pub mod service;
 pub mod skills;

@@ -34,9 +34,10 @@ use crate::agent::{Agent, TurnError};
 use crate::channels::Channels;
 use crate::config::{AgentConfig, WorkerConfig};
 use crate::envelope::Envelope;
-use crate::llm::safety::{Redactor, SafetyFilter};
+use crate::llm::safety::SafetyFilter;
 use crate::metrics::Metrics;
 use crate::queue::{Leased, QueueError, Receipt, WorkQueue};
+use crate::redact::Redactor;
 use crate::store::{Claim, SessionMessage, Store};
 
 /// Told to the user when the model cannot be reached after retries.

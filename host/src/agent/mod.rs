@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{AgentConfig, Price};
 use crate::envelope::Envelope;
-use crate::llm::safety::Redactor;
 use crate::llm::{ChatRequest, Completion, LlmBackend, LlmError, Message, Tool, ToolCall, Usage};
+use crate::redact::Redactor;
 use crate::skills::{CallContext, Registry};
 use crate::store::{SessionMessage, SkillCallRecord, Store, StoreError, UsageRecord};
 

@@ -10,7 +10,7 @@ use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, StatusCode, Transport};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
-use crate::config::Secret;
+use crate::secrets::Secret;
 use crate::secrets::SecretStore;
 
 /// How long a value (or its absence) is reused.

@@ -17,7 +17,7 @@ pub use identity::{credential_chain, CredentialChain};
 pub use key_vault::{KeyVaultSecrets, CONFIG_SECRETS};
 pub use table::{int64, TableClient, TableError};
 
-use crate::config::Secret;
+use crate::secrets::Secret;
 
 /// The scope of Entra tokens for Azure Storage.
 pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";

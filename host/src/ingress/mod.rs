@@ -119,8 +119,7 @@ impl AppState {
         let discord = config
             .discord
             .as_ref()
-            .map(|d| verify::DiscordVerifier::from_hex(&d.public_key).map(Arc::new))
-            .transpose()?;
+            .map(|d| Arc::new(verify::DiscordVerifier::new(d.public_key)));
         Ok(Self {
             queue,
             store,

@@ -508,7 +508,7 @@ fn redact(text: &str, secrets: &[ResolvedSecret]) -> String {
     let mut out = text.to_owned();
     for secret in secrets {
         if !secret.raw.is_empty() {
-            out = out.replace(&secret.raw, crate::llm::safety::REDACTED);
+            out = out.replace(&secret.raw, crate::redact::REDACTED);
         }
     }
     out
@@ -531,8 +531,8 @@ fn redact_bytes(body: Vec<u8>, secrets: &[ResolvedSecret]) -> Vec<u8> {
                 let mut i = 0;
                 while i + needle.len() <= bytes.len() {
                     if &bytes[i..i + needle.len()] == needle {
-                        bytes.splice(i..i + needle.len(), crate::llm::safety::REDACTED.bytes());
-                        i += crate::llm::safety::REDACTED.len();
+                        bytes.splice(i..i + needle.len(), crate::redact::REDACTED.bytes());
+                        i += crate::redact::REDACTED.len();
                     } else {
                         i += 1;
                     }

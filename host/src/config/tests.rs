@@ -1,0 +1,132 @@
+//! The config's unit tests: defaults, overrides, the example file, errors naming the key.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("molten.toml");
+    std::fs::write(&path, text).unwrap();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::load(Some(&path), Some("/data".into()), Vec::new(), |k| {
+        env.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn skills_default_to_the_data_dir() {
+    let config = Config::load(None, Some("/nonexistent".into()), Vec::new(), |_| None).unwrap();
+    assert_eq!(
+        config.skills_dirs,
+        vec![PathBuf::from("/nonexistent/skills")]
+    );
+}
+
+#[test]
+fn explicit_skills_dirs_win() {
+    let dirs = vec![PathBuf::from("a"), PathBuf::from("b")];
+    let config = Config::load(None, Some("/nonexistent".into()), dirs.clone(), |_| None).unwrap();
+    assert_eq!(config.skills_dirs, dirs);
+}
+
+#[test]
+fn an_empty_file_gives_defaults_and_no_llm() {
+    let config = load("", &[]).unwrap();
+    assert!(config.llm.is_none());
+    assert_eq!(config.worker.max_deliveries, 5);
+    assert_eq!(config.server.max_body_bytes, 1 << 20);
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+}
+
+#[test]
+fn environment_overrides_the_file_and_secrets_do_not_print() {
+    let config = load(
+        "[llm]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\napi_key = \"from-file\"\n",
+        &[("MOLTEN_LLM_API_KEY", "sk-from-env-123")],
+    )
+    .unwrap();
+    let llm = config.llm.as_ref().unwrap();
+    assert_eq!(llm.api_key.as_ref().unwrap().expose(), "sk-from-env-123");
+    assert!(!format!("{config:?}").contains("sk-from-env-123"));
+    assert!(config
+        .secret_values()
+        .contains(&"sk-from-env-123".to_owned()));
+}
+
+#[test]
+fn the_example_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../molten.example.toml");
+    let config = Config::load(Some(&path), Some("/data".into()), Vec::new(), |_| None).unwrap();
+    assert!(config.llm.is_none() && config.telegram.is_none());
+    assert_eq!(config.worker.concurrency, 4);
+}
+
+#[test]
+fn azure_settings_come_from_the_environment() {
+    let config = load(
+        "[llm]\nprovider = \"azure\"\nbase_url = \"https://x.openai.azure.com\"\nmodel = \"d\"\n",
+        &[
+            ("MOLTEN_AZURE_STORAGE_ACCOUNT", "moltenstate"),
+            ("MOLTEN_AZURE_QUEUE", "work"),
+            ("MOLTEN_KEY_VAULT_URL", "https://molten-kv.vault.azure.net"),
+        ],
+    )
+    .unwrap();
+    assert!(config.azure.storage.as_ref().map(Secret::expose) == Some("AccountName=moltenstate"));
+    assert_eq!(
+        (config.azure.queue.as_str(), config.azure.container.as_str()),
+        ("work", "molten-state")
+    );
+    assert_eq!(
+        config.azure.key_vault_url.unwrap().as_str(),
+        "https://molten-kv.vault.azure.net/"
+    );
+    // Azure OpenAI without a key: the managed identity's token is used instead.
+    assert!(config.llm.unwrap().api_key.is_none());
+    assert!(
+        load("", &[]).unwrap().azure.storage.is_none(),
+        "SQLite by default"
+    );
+}
+
+#[test]
+fn errors_name_the_key() {
+    let unknown = load("[llm]\nbase_ur = \"x\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("base_ur"), "{unknown}");
+    let url = load("[llm]\nbase_url = \"not a url\"\nmodel = \"m\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(url.starts_with("llm.base_url:"), "{url}");
+    let both = load(
+        "[azure]\nstorage = \"UseDevelopmentStorage=true\"\nstorage_account = \"molten\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(both.starts_with("azure.storage:"), "{both}");
+    let queue = load("[azure]\nqueue = \"Work_Queue\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        queue.starts_with("azure.queue:") && queue.contains("lower-case"),
+        "{queue}"
+    );
+    let zero = load("[worker]\nconcurrency = 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(zero.starts_with("worker.concurrency:"), "{zero}");
+    let regex = load("[safety]\nblocked_patterns = [\"(\"]\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(regex.starts_with("safety.blocked_patterns[0]:"), "{regex}");
+    let telegram = load("[telegram]\n", &[]).unwrap_err().to_string();
+    assert!(telegram.contains("MOLTEN_TELEGRAM_BOT_TOKEN"), "{telegram}");
+}
