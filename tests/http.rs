@@ -47,6 +47,19 @@ async fn server() -> (SocketAddr, Seen) {
                         )
                             .into_response()
                     }
+                    // Reflects the key as a header name, and as the name of a JSON field.
+                    "/reflect-name" => {
+                        let key = headers
+                            .get("x-api-key")
+                            .map(|v| v.to_str().unwrap().to_owned())
+                            .unwrap_or_default();
+                        let mut response = "ok".into_response();
+                        response.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(key.as_bytes()).unwrap(),
+                            axum::http::HeaderValue::from_static("1"),
+                        );
+                        response
+                    }
                     "/to-metadata" => {
                         Redirect::temporary("http://169.254.169.254/latest/meta-data/")
                             .into_response()
@@ -111,11 +124,13 @@ async fn probe(asked: &[String], granted: SkillGrant) -> Host {
     host
 }
 
+/// `rules`, with the probe's secret bound to it by the operator.
 fn grant(rules: &[&str]) -> SkillGrant {
     SkillGrant {
         http: rules.iter().map(|r| HttpRule::parse(r).unwrap()).collect(),
         requests_per_minute: 60,
         max_response_bytes: 1 << 20,
+        secrets: ["echo-key".to_owned()].into(),
         ..SkillGrant::default()
     }
 }
@@ -193,6 +208,45 @@ async fn granted_requests_get_the_secret_and_never_see_it() {
     let followed = fetch(&host, &format!("{origin}/to-echo")).await.unwrap();
     assert_eq!(followed["status"], 200);
     assert!(followed["body"].as_str().unwrap().contains("[redacted]"));
+}
+
+/// A skill whose manifest names another skill's secret, for a host the operator granted it,
+/// does not get it: only the operator binds secrets to skills.
+#[tokio::test(flavor = "multi_thread")]
+async fn confused_deputy_a_manifest_cannot_claim_an_unbound_secret() {
+    let (addr, seen) = server().await;
+    let origin = format!("http://{addr}");
+    let mut unbound = grant(&[&origin]);
+    unbound.secrets.clear();
+    let host = probe(std::slice::from_ref(&origin), unbound).await;
+    let out = fetch(&host, &format!("{origin}/echo")).await.unwrap();
+    assert_eq!(out["status"], 200);
+    assert!(
+        seen.lock().unwrap()[0].1.get("x-api-key").is_none(),
+        "the secret was not sent"
+    );
+    let skill = host.registry.get("probe").unwrap();
+    assert_eq!(skill.unbound_secrets(), ["echo-key"]);
+    assert!(skill.missing_secrets().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_reflected_as_a_header_name_is_dropped() {
+    let (addr, seen) = server().await;
+    let origin = format!("http://{addr}");
+    let host = probe(std::slice::from_ref(&origin), grant(&[&origin])).await;
+    let out = host
+        .call(
+            "probe",
+            "u",
+            json!({"mode": "fetch", "url": format!("{origin}/reflect-name")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap()[0].1["x-api-key"], SECRET);
+    assert!(!out.contains(SECRET), "{out}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["status"], 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -297,7 +297,12 @@ fn describe_skill(skill: &Skill) -> String {
             }
         );
         for secret in &m.capabilities.secrets {
-            let state = if skill.missing_secrets().contains(&secret.name) {
+            let state = if skill.unbound_secrets().contains(&secret.name) {
+                format!(
+                    "NOT BOUND by the operator, never sent (add secrets = [\"{}\"] to [skills.{}])",
+                    secret.name, m.name
+                )
+            } else if skill.missing_secrets().contains(&secret.name) {
                 format!("NOT SET (set {})", molten::secrets::env_name(&secret.name))
             } else if skill.http().is_some() {
                 "set".to_owned()

@@ -49,6 +49,7 @@ pub(super) struct GrantFile {
     response_kb: Option<usize>,
     #[serde(default)]
     settings: BTreeMap<String, toml::Value>,
+    secrets: Option<Vec<String>>,
 }
 
 /// `[skills.<name>]`, checked: the rules parse, the endpoints are URLs, settings are scalars.
@@ -98,6 +99,10 @@ pub(super) fn build_grants(
                 g.requests_per_minute,
                 crate::skills::http::DEFAULT_REQUESTS_PER_MINUTE,
             )?,
+            secrets: match g.secrets {
+                Some(names) => names.into_iter().collect(),
+                None => builtin_secrets(&skill),
+            },
             max_response_bytes: positive(
                 &format!("skills.{skill}.response_kb"),
                 g.response_kb,
@@ -107,6 +112,17 @@ pub(super) fn build_grants(
         grants.insert(skill, grant);
     }
     Ok(grants)
+}
+
+/// The secrets a built-in skill is bound to when its `[skills.<name>]` does not say: what its
+/// own manifest names, so that configs written before bindings existed keep working.
+fn builtin_secrets(skill: &str) -> std::collections::BTreeSet<String> {
+    let names: &[&str] = match skill {
+        "web_search" => &["tavily-api-key"],
+        "calendar_create" | "email_send" => &["graph-token"],
+        _ => &[],
+    };
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 /// `[graph]`, checked.

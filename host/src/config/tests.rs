@@ -130,3 +130,33 @@ fn errors_name_the_key() {
     let telegram = load("[telegram]\n", &[]).unwrap_err().to_string();
     assert!(telegram.contains("MOLTEN_TELEGRAM_BOT_TOKEN"), "{telegram}");
 }
+
+#[test]
+fn secrets_are_bound_by_the_operator_with_defaults_for_built_in_skills() {
+    let config = load(
+        "[skills.web_search]\nhttp = [\"https://api.tavily.com\"]\n\
+         [skills.custom]\nhttp = [\"https://api.tavily.com\"]\n\
+         [skills.email_send]\nhttp = [\"https://graph.microsoft.com/v1.0\"]\nsecrets = []\n\
+         [skills.other]\nsecrets = [\"tavily-api-key\"]\n",
+        &[],
+    )
+    .unwrap();
+    let bound = |skill: &str| {
+        config.grants[skill]
+            .secrets
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bound("web_search"),
+        ["tavily-api-key"],
+        "the built-in default"
+    );
+    assert!(
+        bound("custom").is_empty(),
+        "a plugin gets none unless named"
+    );
+    assert!(bound("email_send").is_empty(), "the operator's word wins");
+    assert_eq!(bound("other"), ["tavily-api-key"]);
+}

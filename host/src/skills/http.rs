@@ -13,7 +13,7 @@
 //!   value in them is redacted, so a server that reflects headers cannot hand it back.
 //! - Per-request timeout, response size cap and a per-skill rate limit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -193,6 +193,10 @@ pub struct SkillGrant {
     pub requests_per_minute: u32,
     /// Largest response body.
     pub max_response_bytes: usize,
+    /// The secrets the operator binds to this skill: of the `capabilities.secrets` its manifest
+    /// names, only these are added to its requests. A manifest alone never gets a secret, so a
+    /// skill cannot claim another skill's key for a host it was granted.
+    pub secrets: BTreeSet<String>,
 }
 
 /// A grant that cannot be applied.
@@ -468,6 +472,18 @@ impl HttpPolicy {
                 name.as_str(),
                 "transfer-encoding" | "content-length" | "connection"
             ) {
+                continue;
+            }
+            // A server that reflects a secret as a header *name* must not hand it over either;
+            // names are lower-cased on the wire, so compare without case.
+            let reflected = secrets.iter().any(|secret| {
+                !secret.raw.is_empty()
+                    && name
+                        .as_str()
+                        .contains(secret.raw.to_ascii_lowercase().as_str())
+            });
+            if reflected {
+                tracing::warn!(skill = %self.skill, "a response header named after a secret was dropped");
                 continue;
             }
             let text = String::from_utf8_lossy(value.as_bytes());

@@ -52,6 +52,7 @@ pub struct Skill {
     granted: Granted,
     secret_values: Vec<String>,
     missing_secrets: Vec<String>,
+    unbound_secrets: Vec<String>,
 }
 
 impl Skill {
@@ -78,6 +79,12 @@ impl Skill {
     /// Secrets the manifest names that no secret store has: requests go without them.
     pub fn missing_secrets(&self) -> &[String] {
         &self.missing_secrets
+    }
+
+    /// Secrets the manifest names that the operator did not bind to this skill
+    /// (`[skills.<name>] secrets`): never sent.
+    pub fn unbound_secrets(&self) -> &[String] {
+        &self.unbound_secrets
     }
 }
 
@@ -227,13 +234,17 @@ async fn load_skill(
         path: manifest_path.to_owned(),
         reason: e.to_string(),
     })?;
-    let (http, secret_values, missing_secrets) =
-        http_policy(&manifest, grants)
-            .await
-            .map_err(|reason| LoadError::Grant {
-                path: manifest_path.to_owned(),
-                reason,
-            })?;
+    let HttpSecrets {
+        policy: http,
+        values: secret_values,
+        missing: missing_secrets,
+        unbound: unbound_secrets,
+    } = http_policy(&manifest, grants)
+        .await
+        .map_err(|reason| LoadError::Grant {
+            path: manifest_path.to_owned(),
+            reason,
+        })?;
     let component = manifest_path.with_extension("wasm");
     let pre = runtime.prepare(&component)?;
     let describe_error = |reason: String| LoadError::Describe {
@@ -285,33 +296,41 @@ async fn load_skill(
         },
         secret_values,
         missing_secrets,
+        unbound_secrets,
     })
 }
 
 /// The skill's effective HTTP policy, and its secrets: the values set now (for the redactor of
-/// replies) and the names not set anywhere.
-async fn http_policy(
-    manifest: &Manifest,
-    grants: &Grants,
-) -> Result<(Option<Arc<HttpPolicy>>, Vec<String>, Vec<String>), String> {
+/// replies), the names not set anywhere, and the names its manifest claims that the operator did
+/// not bind to it (never sent).
+async fn http_policy(manifest: &Manifest, grants: &Grants) -> Result<HttpSecrets, String> {
     let asked = &manifest.capabilities;
     let Some(grant) = grants.http.get(&manifest.name) else {
         if !asked.http.is_empty() {
             tracing::info!(skill = %manifest.name, "skill asks for HTTP but has no [skills.{}] grant; its requests will be refused", manifest.name);
         }
-        return Ok((None, Vec::new(), Vec::new()));
+        return Ok(HttpSecrets::default());
     };
+    let (bound, unbound): (Vec<_>, Vec<_>) = asked
+        .secrets
+        .iter()
+        .cloned()
+        .partition(|rule| grant.secrets.contains(&rule.name));
+    let unbound: Vec<String> = unbound.into_iter().map(|rule| rule.name).collect();
+    for name in &unbound {
+        tracing::warn!(skill = %manifest.name, secret = %name, "the manifest names a secret the operator has not bound to this skill; its requests go without it (add secrets = [\"{name}\"] to [skills.{}] if it should have it)", manifest.name);
+    }
     let policy = HttpPolicy::new(
         &manifest.name,
         &asked.http,
         grant,
-        &asked.secrets,
+        &bound,
         grants.secrets.clone(),
     )
     .map_err(|e| e.to_string())?;
     let (mut values, mut missing) = (Vec::new(), Vec::new());
     if policy.is_some() {
-        for rule in &asked.secrets {
+        for rule in &bound {
             match grants.secrets.get(&rule.name).await {
                 Some(value) => values.push(value.expose().to_owned()),
                 None => {
@@ -321,5 +340,19 @@ async fn http_policy(
             }
         }
     }
-    Ok((policy.map(Arc::new), values, missing))
+    Ok(HttpSecrets {
+        policy: policy.map(Arc::new),
+        values,
+        missing,
+        unbound,
+    })
+}
+
+/// A skill's HTTP policy and the state of the secrets its manifest names.
+#[derive(Default)]
+struct HttpSecrets {
+    policy: Option<Arc<HttpPolicy>>,
+    values: Vec<String>,
+    missing: Vec<String>,
+    unbound: Vec<String>,
 }
