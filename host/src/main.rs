@@ -1,6 +1,6 @@
 //! The `molten` command line.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -75,6 +75,11 @@ enum SkillCommand {
         /// The conversation the call belongs to.
         #[arg(long, default_value = "cli")]
         session: String,
+        /// Print the skill's output and errors byte for byte. By default control characters
+        /// are shown escaped when printing to a terminal, so that a skill cannot clear the
+        /// screen, retitle the window or write the clipboard.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -224,6 +229,7 @@ async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result
             arguments,
             user,
             session,
+            raw,
         } => {
             if registry.get(&name).is_none() {
                 report_load_errors(&registry);
@@ -238,6 +244,7 @@ async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result
             match registry.invoke(&name, &arguments, &context).await {
                 Ok(output) => {
                     let mut stdout = std::io::stdout().lock();
+                    let output = shown(output, raw || !stdout.is_terminal());
                     stdout.write_all(output.as_bytes())?;
                     if !output.ends_with('\n') {
                         stdout.write_all(b"\n")?;
@@ -245,7 +252,8 @@ async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    let raw = raw || !std::io::stderr().is_terminal();
+                    eprintln!("error: {}", shown(error.to_string(), raw));
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -253,10 +261,34 @@ async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result
     }
 }
 
+/// A skill's text for a terminal: control characters other than newline and tab shown as
+/// `\u{..}` escapes, so no escape sequence reaches the terminal; as it is when `raw`.
+fn shown(text: String, raw: bool) -> String {
+    if raw || !text.chars().any(is_terminal_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if is_terminal_control(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A character a terminal may act on (C0 and C1 controls), newline and tab aside.
+fn is_terminal_control(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
 fn list(registry: &Registry) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    // Descriptions come from the skills themselves: no escape sequences on a terminal.
+    let raw = !out.is_terminal();
     for skill in registry.skills() {
-        writeln!(out, "{}", describe_skill(skill))?;
+        writeln!(out, "{}", shown(describe_skill(skill), raw))?;
     }
     if registry.skills().next().is_none() {
         writeln!(out, "no skills loaded")?;
@@ -331,5 +363,28 @@ fn describe_skill(skill: &Skill) -> String {
 fn report_load_errors(registry: &Registry) {
     for error in registry.errors() {
         eprintln!("error: skill not loaded: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_terminal_control, shown};
+
+    #[test]
+    fn terminal_control_sequences_from_a_skill_are_shown_escaped() {
+        // Clear screen, window title, clipboard write (OSC 52), and C1's CSI.
+        let hostile = "a\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;aGk=\u{7}\u{9b}31m\tb\n".to_owned();
+        let safe = shown(hostile.clone(), false);
+        assert!(!safe.chars().any(is_terminal_control));
+        assert_eq!(
+            safe,
+            "a\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{1b}]52;c;aGk=\\u{7}\\u{9b}31m\tb\n"
+        );
+        assert_eq!(
+            shown(hostile.clone(), true),
+            hostile,
+            "--raw keeps the bytes"
+        );
+        assert_eq!(shown("plain\n".into(), false), "plain\n");
     }
 }
