@@ -15,7 +15,7 @@ use azure_core::http::{ClientOptions, Transport, Url};
 
 pub use identity::{credential_chain, CredentialChain};
 pub use key_vault::{KeyVaultSecrets, CONFIG_SECRETS};
-pub use table::{int64, TableClient, TableError};
+pub use table::{dated_row, int64, TableClient, TableError};
 
 use crate::secrets::Secret;
 

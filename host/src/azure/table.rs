@@ -186,6 +186,22 @@ impl TableClient {
         }
     }
 
+    /// Deletes the entities of `partition` whose `at_ms` (see [`dated_row`]) is before
+    /// `cutoff_ms`: how dedupe keys, claims and reply marks are forgotten.
+    pub async fn delete_older(
+        &self,
+        table: &str,
+        partition: &str,
+        cutoff_ms: i64,
+    ) -> Result<(), TableError> {
+        let filter = format!("PartitionKey eq '{partition}' and at_ms lt {cutoff_ms}L");
+        for row in self.query(table, Some(&filter), "RowKey").await? {
+            let key = row["RowKey"].as_str().unwrap_or_default();
+            self.delete(table, partition, key).await?;
+        }
+        Ok(())
+    }
+
     /// Every entity matching the OData `filter` (all when `None`), with only the `select`ed
     /// properties, following continuation tokens.
     pub async fn query(
@@ -247,6 +263,19 @@ fn entity(table: &str, partition: &str, row: &str) -> String {
         quote(partition),
         quote(row)
     )
+}
+
+/// The entity for `key` in `partition`, dated now: row key its hash (keys may hold characters
+/// a row key may not), the key itself for people reading the table, and `at_ms` for
+/// [`TableClient::delete_older`]. Callers add their own properties.
+pub fn dated_row(partition: &str, key: &str) -> Value {
+    serde_json::json!({
+        "PartitionKey": partition,
+        "RowKey": super::hashed_key(key),
+        "key": key,
+        "at_ms": crate::db::now_ms().to_string(),
+        "at_ms@odata.type": "Edm.Int64",
+    })
 }
 
 /// An `Edm.Int64` property as the service returns it without metadata (a string) or a number.

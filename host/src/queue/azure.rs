@@ -12,7 +12,7 @@ use azure_storage_queue::models::{
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use serde_json::json;
 
-use crate::azure::{describe, error_code, hashed_key, StorageAccount, TableClient};
+use crate::azure::{dated_row, describe, error_code, StorageAccount, TableClient};
 use crate::db::{millis, now_ms};
 
 use super::{Leased, Poisoned, QueueError, Receipt, WorkQueue};
@@ -195,14 +195,7 @@ impl WorkQueue for AzureQueue {
         check_size(body)?;
         let sent = self.send(&self.work, body).await?;
         crate::crash::point("enqueue_once.sent");
-        let row = hashed_key(key);
-        let entity = json!({
-            "PartitionKey": ACCEPTED_PARTITION,
-            "RowKey": row,
-            "key": key,
-            "at_ms": now_ms().to_string(),
-            "at_ms@odata.type": "Edm.Int64",
-        });
+        let entity = dated_row(ACCEPTED_PARTITION, key);
         match self.tables.insert(&self.accepted, &entity).await {
             Ok(true) => Ok(Some(sent.id)),
             Ok(false) => {
@@ -221,26 +214,10 @@ impl WorkQueue for AzureQueue {
     }
 
     async fn forget_accepted(&self, age: Duration) -> Result<(), QueueError> {
-        let cutoff = now_ms() - millis(age);
-        let old = self
-            .tables
-            .query(
-                &self.accepted,
-                Some(&format!(
-                    "PartitionKey eq '{ACCEPTED_PARTITION}' and at_ms lt {cutoff}L"
-                )),
-                "PartitionKey,RowKey",
-            )
+        self.tables
+            .delete_older(&self.accepted, ACCEPTED_PARTITION, now_ms() - millis(age))
             .await
-            .map_err(|e| QueueError::Azure(e.to_string()))?;
-        for entity in old {
-            let row = entity["RowKey"].as_str().unwrap_or_default();
-            self.tables
-                .delete(&self.accepted, ACCEPTED_PARTITION, row)
-                .await
-                .map_err(|e| QueueError::Azure(e.to_string()))?;
-        }
-        Ok(())
+            .map_err(|e| QueueError::Azure(e.to_string()))
     }
 
     async fn lease(&self, visibility: Duration) -> Result<Option<Leased>, QueueError> {

@@ -15,7 +15,7 @@ use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use futures::TryStreamExt;
 use serde_json::{json, Value};
 
-use crate::azure::{describe, hashed_key, int64, StorageAccount, TableClient};
+use crate::azure::{dated_row, describe, hashed_key, int64, StorageAccount, TableClient};
 use crate::db::{millis, now_ms};
 
 use super::{Claim, SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
@@ -59,13 +59,13 @@ fn table(e: crate::azure::TableError) -> StoreError {
     StoreError::Azure(e.to_string())
 }
 
-/// 64 random bits (std's per-map random hash keys), for row keys and retry jitter.
 /// Whether a row of the replied table records a reply (and not only a claim); rows written
 /// before claims existed have no `replied` property and are all replies.
 fn is_reply(row: &Value) -> bool {
     row["replied"] != Value::Bool(false)
 }
 
+/// 64 random bits (std's per-map random hash keys), for row keys and retry jitter.
 fn random() -> u64 {
     std::collections::hash_map::RandomState::new()
         .build_hasher()
@@ -261,16 +261,9 @@ impl Store for AzureStore {
     }
 
     async fn claim(&self, key: &str, message_id: &str) -> Result<Claim, StoreError> {
-        let row = hashed_key(key);
-        let entity = json!({
-            "PartitionKey": REPLIED,
-            "RowKey": row,
-            "key": key,
-            "at_ms": now_ms().to_string(),
-            "at_ms@odata.type": "Edm.Int64",
-            "claimed_by": message_id,
-            "replied": false,
-        });
+        let mut entity = dated_row(REPLIED, key);
+        entity["claimed_by"] = json!(message_id);
+        entity["replied"] = json!(false);
         // Insert-if-absent is atomic in Table storage: of all copies, one inserts. A row pruned
         // between a failed insert and the read is claimed again.
         for _ in 0..3 {
@@ -284,7 +277,7 @@ impl Store for AzureStore {
             }
             let Some(existing) = self
                 .tables
-                .get(&self.replied, REPLIED, &row)
+                .get(&self.replied, REPLIED, &hashed_key(key))
                 .await
                 .map_err(table)?
             else {
@@ -304,14 +297,8 @@ impl Store for AzureStore {
     }
 
     async fn mark_replied(&self, key: &str) -> Result<(), StoreError> {
-        let entity = json!({
-            "PartitionKey": REPLIED,
-            "RowKey": hashed_key(key),
-            "key": key,
-            "at_ms": now_ms().to_string(),
-            "at_ms@odata.type": "Edm.Int64",
-            "replied": true,
-        });
+        let mut entity = dated_row(REPLIED, key);
+        entity["replied"] = json!(true);
         // Merged, so the claim's `claimed_by` stays; written whether or not a claim exists.
         self.tables
             .merge(&self.replied, &entity)
@@ -458,25 +445,10 @@ impl Store for AzureStore {
 
     async fn prune(&self, dedupe_age: Duration, session_ttl: Duration) -> Result<(), StoreError> {
         let now = now_ms();
-        let cutoff = now - millis(dedupe_age);
-        let old = self
-            .tables
-            .query(
-                &self.replied,
-                Some(&format!(
-                    "PartitionKey eq '{REPLIED}' and at_ms lt {cutoff}L"
-                )),
-                "RowKey",
-            )
+        self.tables
+            .delete_older(&self.replied, REPLIED, now - millis(dedupe_age))
             .await
             .map_err(table)?;
-        for row in old {
-            let key = row["RowKey"].as_str().unwrap_or_default();
-            self.tables
-                .delete(&self.replied, REPLIED, key)
-                .await
-                .map_err(table)?;
-        }
         self.delete_older(CACHE, EXPIRES, now + 1).await?;
         self.delete_older(SESSIONS, TOUCHED, now - millis(session_ttl))
             .await
