@@ -455,3 +455,29 @@ async fn listings_sizes_and_dates_have_the_coreutils_shape() {
     assert!(re(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9] UTC 20[0-9]{2}$").is_match(lines[10]), "{}", lines[10]);
     assert!(re(r"^20[0-9]{2}$").is_match(lines[11]), "{}", lines[11]);
 }
+
+/// Quota race: calls of one user that run at the same time each found the whole quota free
+/// (6 calls writing 90 MB each filled 515 MiB of a 100 MiB sandbox). They now charge one
+/// account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_race_concurrent_calls_share_one_account() {
+    let host = Host::with_quota(1 << 20).await;
+    // Every call starts (and opens its account) before any of them writes.
+    let scripts: Vec<String> = (0..6)
+        .map(|i| format!("sleep 1; yes abcdefg | head -c 900000 > f{i}; echo $?"))
+        .collect();
+    let runs = futures::future::join_all(scripts.iter().map(|s| bash(&host, "u", s))).await;
+    let stored: u64 = std::fs::read_dir(host.sandbox("u"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(stored <= 1 << 20, "{stored} bytes in a 1 MiB sandbox");
+    let full = runs
+        .iter()
+        .filter(|r| r.stderr.contains("No space left on device"))
+        .count();
+    assert!(full >= 5, "all but one call ran out of space: {runs:?}");
+    // Once they are done, the next call measures the disk afresh and finds it full.
+    let run = bash(&host, "u", "echo more > g").await;
+    assert!(run.stderr.contains("No space left on device"), "{run:?}");
+}

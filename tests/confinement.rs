@@ -209,6 +209,37 @@ async fn a_skill_gets_no_environment_arguments_or_host_directories() {
     assert_eq!(out, "");
 }
 
+/// Sparse-file credit: a byte written at offset 2^40, then deleted, credited the quota with the
+/// file's apparent size, so that one call could store far more than its quota. The hole is now
+/// charged like written bytes: such a file does not fit, and nothing is credited.
+#[tokio::test]
+async fn sparse_file_credit_a_hole_is_charged_not_credited() {
+    let host = Host::probe("[capabilities]\nfilesystem = \"sandbox\"").await;
+    let err = host
+        .call(
+            "probe",
+            "alice",
+            json!({"mode": "sparse", "path": "/tmp/s", "n": 3}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("space"),
+        "refused as a full disk: {err}"
+    );
+    // The refused write left an empty file; the sandbox is as usable as before.
+    let out = host
+        .call("probe", "alice", json!({"mode": "write", "path": "/tmp/w"}))
+        .await
+        .unwrap();
+    assert_eq!(out, "written");
+    let stored: u64 = std::fs::read_dir(host.sandbox("alice"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(stored, 5, "only the real write is stored");
+}
+
 #[tokio::test]
 async fn a_skill_without_the_filesystem_capability_sees_no_files() {
     let host = Host::probe("[capabilities]\nfilesystem = \"none\"").await;

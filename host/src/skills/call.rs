@@ -115,7 +115,7 @@ impl ResourceLimiter for MemoryCap {
 }
 
 /// Builds the WASI context from the manifest: deny by default, grant only what it asks for.
-/// Also measures the sandbox against its quota, when there is one.
+/// Also opens the sandbox's quota account, when there is one.
 fn wasi_context(
     runtime: &Runtime,
     manifest: &Manifest,
@@ -136,7 +136,12 @@ fn wasi_context(
             .sandboxes()
             .dir_for(user)
             .map_err(|e| sandbox_error(&e))?;
-        quota = Some(Quota::measure(&dir, runtime.sandbox_quota()).map_err(|e| sandbox_error(&e))?);
+        quota = Some(
+            runtime
+                .accounts()
+                .open(&dir, runtime.sandbox_quota())
+                .map_err(|e| sandbox_error(&e))?,
+        );
         builder
             .preopened_dir(&dir, "/tmp", FsPerms::ReadWrite)
             .map_err(|e| sandbox_error(&e))?;

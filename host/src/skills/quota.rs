@@ -4,14 +4,20 @@
 //! the call's [`Quota`]; past it a write fails with `insufficient-space` (ENOSPC), which the
 //! guest sees as "No space left on device". Everything else stays wasmtime-wasi's own.
 //!
-//! Deleting a file (`unlink-file-at`) gives its bytes back. Otherwise the quota is conservative:
-//! usage is measured on disk when a call starts and every byte written during the call is
-//! charged, even one that overwrites existing data or follows a truncation.
+//! All calls of one user running at the same time in this process charge one account
+//! ([`Accounts`]), measured on disk when the first of them starts; so concurrent calls cannot
+//! each spend the whole quota. The account is conservative: every byte written is charged, even
+//! one that overwrites existing data or follows a truncation, and so is the hole a write past
+//! the end of a file leaves (a sparse file is charged its apparent size). Deleting a file
+//! (`unlink-file-at`) gives back its apparent size, which is therefore never more than was
+//! charged for it. Separate processes (replicas) keep separate accounts: each measures the
+//! disk when a user's first call starts, and refuses every write once it is over the quota.
 
+use std::collections::HashMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use wasmtime::component::{Linker, Resource};
@@ -34,7 +40,37 @@ const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 /// Linux's ENOSPC, which wasmtime-wasi maps to `insufficient-space`.
 const ENOSPC: i32 = 28;
 
-/// The bytes one call may still add to its sandbox.
+/// The accounts of the sandboxes with calls running in this process, by directory.
+#[derive(Default)]
+pub(crate) struct Accounts {
+    open: Mutex<HashMap<PathBuf, Weak<Quota>>>,
+}
+
+impl Accounts {
+    /// The account of the sandbox `dir`: the one its running calls charge, else a new one
+    /// measured now against `limit`. It lives as long as a call holds it.
+    pub(crate) fn open(&self, dir: &Path, limit: u64) -> io::Result<Arc<Quota>> {
+        if let Some(live) = self.live(dir) {
+            return Ok(live);
+        }
+        // Measured outside the lock, so a large sandbox does not hold up other users' calls.
+        let measured = Quota::measure(dir, limit)?;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = open.get(dir).and_then(Weak::upgrade) {
+            return Ok(live);
+        }
+        open.retain(|_, account| account.strong_count() > 0);
+        open.insert(dir.to_owned(), Arc::downgrade(&measured));
+        Ok(measured)
+    }
+
+    fn live(&self, dir: &Path) -> Option<Arc<Quota>> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(dir).and_then(Weak::upgrade)
+    }
+}
+
+/// The bytes the calls of one user may still add to their sandbox.
 #[derive(Debug)]
 pub(crate) struct Quota {
     limit: u64,
@@ -142,6 +178,19 @@ fn error_code(e: FsError) -> wasmtime::Result<ErrorCode> {
     e.downcast()
 }
 
+/// The apparent size of the file `fd`; the error as the guest gets it (or a trap).
+async fn current_size(
+    state: &mut CallState,
+    fd: &Resource<Descriptor>,
+) -> Result<u64, wasmtime::Result<ErrorCode>> {
+    state
+        .filesystem()
+        .stat(Resource::new_borrow(fd.rep()))
+        .await
+        .map(|stat| stat.size)
+        .map_err(error_code)
+}
+
 /// Puts the stream wasmtime-wasi opened behind a [`QuotaStream`] when the call has a quota.
 fn wrap_stream(
     state: &mut CallState,
@@ -165,12 +214,24 @@ fn wrap_stream(
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(FILESYSTEM_TYPES)?;
-    types.func_wrap(
+    types.func_wrap_async(
         "[method]descriptor.write-via-stream",
         |mut store: StoreContextMut<'_, CallState>, (fd, offset): (Resource<Descriptor>, u64)| {
-            let state = store.data_mut();
-            let opened = state.filesystem().write_via_stream(fd, offset);
-            wrap_stream(state, opened)
+            Box::new(async move {
+                let state = store.data_mut();
+                if let Some(quota) = state.imports.quota.clone() {
+                    let size = match current_size(state, &fd).await {
+                        Ok(size) => size,
+                        Err(e) => return Ok((Err(e?),)),
+                    };
+                    // Writing from past the end leaves a hole, charged as written.
+                    if !quota.charge(offset.saturating_sub(size)) {
+                        return Ok((Err(ErrorCode::InsufficientSpace),));
+                    }
+                }
+                let opened = state.filesystem().write_via_stream(fd, offset);
+                wrap_stream(state, opened)
+            })
         },
     )?;
     types.func_wrap(
@@ -187,8 +248,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
          (fd, buffer, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
             Box::new(async move {
                 let state = store.data_mut();
-                if let Some(quota) = &state.imports.quota {
-                    if !quota.charge(buffer.len() as u64) {
+                if let Some(quota) = state.imports.quota.clone() {
+                    let size = match current_size(state, &fd).await {
+                        Ok(size) => size,
+                        Err(e) => return Ok((Err(e?),)),
+                    };
+                    // The hole before `offset` counts: a sparse file is charged its size.
+                    if !quota.charge(buffer.len() as u64 + offset.saturating_sub(size)) {
                         return Ok((Err(ErrorCode::InsufficientSpace),));
                     }
                 }
@@ -205,13 +271,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
             Box::new(async move {
                 let state = store.data_mut();
                 if let Some(quota) = state.imports.quota.clone() {
-                    let current = match state
-                        .filesystem()
-                        .stat(Resource::new_borrow(fd.rep()))
-                        .await
-                    {
-                        Ok(stat) => stat.size,
-                        Err(e) => return Ok((Err(error_code(e)?),)),
+                    let current = match current_size(state, &fd).await {
+                        Ok(size) => size,
+                        Err(e) => return Ok((Err(e?),)),
                     };
                     if size > current && !quota.charge(size - current) {
                         return Ok((Err(ErrorCode::InsufficientSpace),));

@@ -56,6 +56,7 @@ pub struct Runtime {
     linker: Linker<CallState>,
     sandboxes: Sandboxes,
     sandbox_quota: u64,
+    accounts: super::quota::Accounts,
     cache_dir: Option<PathBuf>,
     permits: Semaphore,
     _ticker: EpochTicker,
@@ -100,6 +101,7 @@ impl Runtime {
             linker,
             sandboxes: Sandboxes::new(config.sandbox_root),
             sandbox_quota: config.sandbox_quota,
+            accounts: super::quota::Accounts::default(),
             cache_dir: config.cache_dir,
             permits: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
         })
@@ -113,6 +115,11 @@ impl Runtime {
     /// Most bytes one user's sandbox may hold.
     pub fn sandbox_quota(&self) -> u64 {
         self.sandbox_quota
+    }
+
+    /// The quota accounts of the sandboxes with calls running.
+    pub(crate) fn accounts(&self) -> &super::quota::Accounts {
+        &self.accounts
     }
 
     /// Compiles the component at `path` (or loads it from the cache) and links it against the
