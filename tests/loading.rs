@@ -287,3 +287,59 @@ async fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
         .unwrap();
     assert!(out.starts_with("Here's the files"));
 }
+
+/// The probe with the operator's `settings`, which steer what its describe() returns.
+async fn probe_describing(settings: &[(&str, &str)]) -> Host {
+    let (dir, skills) = dir_with(
+        "probe",
+        &std::fs::read(built("test-skills", "probe.wasm")).unwrap(),
+    );
+    let grant = molten::skills::SkillGrant {
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let grants = molten::skills::Grants {
+        http: [("probe".to_owned(), grant)].into(),
+        ..Default::default()
+    };
+    Host::load_granted(dir, &[skills], &grants).await
+}
+
+/// Oversized describe(): a plugin's 48 MiB description went with every model request of every
+/// user. Description and schema are capped at load, the refusal naming the field.
+#[tokio::test]
+async fn oversized_describe_is_refused_naming_the_field() {
+    let host = probe_describing(&[("description_bytes", "2000000")]).await;
+    assert!(host.registry.get("probe").is_none());
+    let message = host.registry.errors()[0].to_string();
+    assert!(
+        message.contains("description of 2000000 bytes") && message.contains("at most 1024"),
+        "{message}"
+    );
+    let huge = format!(
+        r#"{{"type":"object","description":"{}"}}"#,
+        "x".repeat(20_000)
+    );
+    let host = probe_describing(&[("parameters", &huge)]).await;
+    let message = host.registry.errors()[0].to_string();
+    assert!(message.contains("parameters of 20034 bytes"), "{message}");
+    assert!(host.registry.get("text_editor").is_some(), "others load");
+}
+
+/// Schemas: JSON with "type":"object" that is not a valid JSON Schema was offered to the model.
+#[tokio::test]
+async fn a_schema_that_is_not_a_json_schema_is_refused() {
+    for schema in [
+        r#"{"type":"object","properties":{"n":{"type":7}}}"#,
+        r#"{"type":"object","required":"mode"}"#,
+        r#"{"type":"object","$ref":"file:///etc/passwd"}"#,
+    ] {
+        let host = probe_describing(&[("parameters", schema)]).await;
+        assert!(host.registry.get("probe").is_none(), "{schema}");
+        let message = host.registry.errors()[0].to_string();
+        assert!(message.contains("not a valid JSON Schema"), "{message}");
+    }
+}

@@ -219,13 +219,14 @@ pub(crate) async fn describe(
     runtime: &Runtime,
     pre: &SkillPre<CallState>,
     manifest: &Manifest,
+    granted: &Granted,
 ) -> Result<wit::Descriptor, InvokeError> {
     run(
         runtime,
         pre,
         manifest,
         None,
-        &Granted::default(),
+        granted,
         async |skill, store| skill.call_describe(store).await,
     )
     .await

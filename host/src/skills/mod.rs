@@ -19,6 +19,7 @@ mod quota;
 mod registry;
 mod runtime;
 mod sandbox;
+pub mod schema;
 
 pub use call::CallContext;
 pub use error::{EngineError, InvokeError, LoadError};

@@ -11,6 +11,7 @@ use super::error::{InvokeError, LoadError};
 use super::http::{HttpPolicy, SkillGrant};
 use super::manifest::Manifest;
 use super::runtime::Runtime;
+use super::schema;
 use crate::secrets::{LocalSecrets, SecretStore};
 
 /// What the operator grants skills beyond their manifests' sandbox: HTTP by skill name, and
@@ -251,7 +252,19 @@ async fn load_skill(
         path: component.clone(),
         reason,
     };
-    let descriptor = call::describe(runtime, &pre, &manifest)
+    // describe() may read the operator's settings, as invoke() does.
+    let settings = Arc::new(
+        grants
+            .http
+            .get(&manifest.name)
+            .map(|g| g.settings.clone())
+            .unwrap_or_default(),
+    );
+    let describing = Granted {
+        http: None,
+        settings: settings.clone(),
+    };
+    let descriptor = call::describe(runtime, &pre, &manifest, &describing)
         .await
         .map_err(|e| describe_error(format!("failed: {e}")))?;
     if descriptor.name != manifest.name {
@@ -260,21 +273,8 @@ async fn load_skill(
             descriptor.name, manifest.name
         )));
     }
-    if descriptor.description.trim().is_empty() {
-        return Err(describe_error(
-            "returned an empty description; the LLM needs one to know when to call the skill"
-                .into(),
-        ));
-    }
-    let parameters: serde_json::Value = serde_json::from_str(&descriptor.parameters)
-        .map_err(|e| describe_error(format!("returned parameters that are not JSON: {e}")))?;
-    if parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
-        return Err(describe_error(
-            "returned parameters that are not an object schema; use {\"type\": \"object\", ...}"
-                .into(),
-        ));
-    }
-    let manifest_name = manifest.name.clone();
+    let parameters = schema::check_describe(&descriptor.description, &descriptor.parameters)
+        .map_err(describe_error)?;
     Ok(Skill {
         definition: ToolDefinition {
             name: descriptor.name,
@@ -284,16 +284,7 @@ async fn load_skill(
         manifest,
         component,
         pre,
-        granted: Granted {
-            http,
-            settings: Arc::new(
-                grants
-                    .http
-                    .get(&manifest_name)
-                    .map(|g| g.settings.clone())
-                    .unwrap_or_default(),
-            ),
-        },
+        granted: Granted { http, settings },
         secret_values,
         missing_secrets,
         unbound_secrets,
