@@ -243,6 +243,35 @@ async fn a_secret_reflected_as_a_header_name_is_dropped() {
     assert!(!out.to_string().contains(SECRET), "{out}");
 }
 
+/// Encoded path segments: a path grant matched the raw path, so `/allowed/..%2fecho` went to a
+/// server that may decode it and route to `/echo`.
+#[tokio::test(flavor = "multi_thread")]
+async fn encoded_path_segments_do_not_leave_a_path_grant() {
+    let (addr, seen) = server().await;
+    let allowed = format!("http://{addr}/allowed");
+    let host = probe(std::slice::from_ref(&allowed), grant(&[&allowed])).await;
+    for path in [
+        "..%2fecho",
+        "%2e%2e/echo",
+        "%2E%2E%2Fecho",
+        "..%5Cecho",
+        "x/../../echo",
+    ] {
+        let refused = fetch(&host, &format!("{allowed}/{path}"))
+            .await
+            .unwrap_err();
+        assert!(refused.contains("not granted"), "{path}: {refused}");
+    }
+    fetch(&host, &format!("{allowed}/x%20y")).await.unwrap();
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(paths, ["/allowed/x%20y"], "nothing else reached the server");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forbidden_destinations_are_refused() {
     let (addr, seen) = server().await;

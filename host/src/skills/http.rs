@@ -90,10 +90,11 @@ impl HttpRule {
                 .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
             && url.port_or_known_default() == Some(self.port)
             && (self.path.is_empty()
-                || path == self.path
-                || path
-                    .strip_prefix(&self.path)
-                    .is_some_and(|rest| rest.starts_with('/')))
+                || (!hides_separators(path)
+                    && (path == self.path
+                        || path
+                            .strip_prefix(&self.path)
+                            .is_some_and(|rest| rest.starts_with('/')))))
     }
 
     fn same_origin(&self, url: &reqwest::Url) -> bool {
@@ -557,6 +558,16 @@ fn redact_bytes(body: Vec<u8>, secrets: &[ResolvedSecret]) -> Vec<u8> {
             bytes
         }
     }
+}
+
+/// Whether `path` hides a separator or a dot segment behind percent-encoding (`%2f`, `%5c`,
+/// `%2e`): the URL parser resolves `/a/../b` but not `/a/..%2fb`, which a server may decode and
+/// route outside the granted prefix. Such a path never matches a path grant.
+fn hides_separators(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    ["%2f", "%5c", "%2e"]
+        .iter()
+        .any(|code| lower.contains(code))
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
