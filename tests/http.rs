@@ -243,6 +243,43 @@ async fn a_secret_reflected_as_a_header_name_is_dropped() {
     assert!(!out.to_string().contains(SECRET), "{out}");
 }
 
+/// One user's rate limit was everyone's: the limit was per skill, so one user could use up
+/// web_search for all. It is per user now, under a ceiling for the skill.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_users_rate_limit_is_not_everyones() {
+    let (addr, _seen) = server().await;
+    let origin = format!("http://{addr}");
+    let mut g = grant(&[&origin]);
+    g.requests_per_minute = 2;
+    g.requests_per_minute_total = 3;
+    let host = probe(std::slice::from_ref(&origin), g).await;
+    let fetch_as = |user: &'static str| {
+        let (host, url) = (&host, format!("{origin}/small"));
+        async move {
+            match host
+                .call("probe", user, json!({"mode": "fetch", "url": url}))
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(InvokeError::Denied(m)) => Err(m),
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+    };
+    fetch_as("mallory").await.unwrap();
+    fetch_as("mallory").await.unwrap();
+    let limited = fetch_as("mallory").await.unwrap_err();
+    assert!(limited.contains("rate limit"), "{limited}");
+    fetch_as("alice")
+        .await
+        .expect("another user is not limited by mallory");
+    let ceiling = fetch_as("bob").await.unwrap_err();
+    assert!(
+        ceiling.contains("rate limit"),
+        "the skill's ceiling: {ceiling}"
+    );
+}
+
 /// Encoded path segments: a path grant matched the raw path, so `/allowed/..%2fecho` went to a
 /// server that may decode it and route to `/echo`.
 #[tokio::test(flavor = "multi_thread")]

@@ -46,6 +46,7 @@ pub(super) struct GrantFile {
     #[serde(default)]
     endpoints: BTreeMap<String, String>,
     requests_per_minute: Option<u32>,
+    requests_per_minute_total: Option<u32>,
     response_kb: Option<usize>,
     #[serde(default)]
     settings: BTreeMap<String, toml::Value>,
@@ -90,14 +91,20 @@ pub(super) fn build_grants(
                 }),
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let per_user = positive(
+            &format!("skills.{skill}.requests_per_minute"),
+            g.requests_per_minute,
+            crate::skills::http::DEFAULT_REQUESTS_PER_MINUTE,
+        )?;
         let grant = crate::skills::SkillGrant {
             settings,
             http,
             endpoints: g.endpoints,
-            requests_per_minute: positive(
-                &format!("skills.{skill}.requests_per_minute"),
-                g.requests_per_minute,
-                crate::skills::http::DEFAULT_REQUESTS_PER_MINUTE,
+            requests_per_minute: per_user,
+            requests_per_minute_total: positive(
+                &format!("skills.{skill}.requests_per_minute_total"),
+                g.requests_per_minute_total,
+                per_user.saturating_mul(crate::skills::http::TOTAL_PER_USER_RATIO),
             )?,
             secrets: match g.secrets {
                 Some(names) => names.into_iter().collect(),

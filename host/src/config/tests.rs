@@ -160,3 +160,25 @@ fn secrets_are_bound_by_the_operator_with_defaults_for_built_in_skills() {
     assert!(bound("email_send").is_empty(), "the operator's word wins");
     assert_eq!(bound("other"), ["tavily-api-key"]);
 }
+
+#[test]
+fn a_skill_is_rate_limited_per_user_under_a_ceiling() {
+    let config = load(
+        "[skills.a]\nrequests_per_minute = 5\n[skills.b]\nrequests_per_minute_total = 7\n",
+        &[],
+    )
+    .unwrap();
+    let limits = |skill: &str| {
+        let g = &config.grants[skill];
+        (g.requests_per_minute, g.requests_per_minute_total)
+    };
+    assert_eq!(limits("a"), (5, 50));
+    assert_eq!(limits("b"), (60, 7));
+    let zero = load("[skills.a]\nrequests_per_minute_total = 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        zero.starts_with("skills.a.requests_per_minute_total:"),
+        "{zero}"
+    );
+}

@@ -171,6 +171,7 @@ async fn run<R>(
             http: WasiHttpCtx::new(),
             http_hooks: HttpHooks {
                 policy: granted.http.clone(),
+                user: user.unwrap_or("-").to_owned(),
             },
             memory: MemoryCap {
                 limit: limits.memory_bytes,

@@ -11,9 +11,9 @@
 //! - Secrets named in the manifest are added as headers for their host only; the guest's own
 //!   header of that name is replaced. Responses (headers and body) are scanned and any secret
 //!   value in them is redacted, so a server that reflects headers cannot hand it back.
-//! - Per-request timeout, response size cap and a per-skill rate limit.
+//! - Per-request timeout, response size cap, and rate limits per user and per skill.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 pub const DEFAULT_RESPONSE_BYTES: usize = 1 << 20;
 /// Requests per minute per skill unless the grant says otherwise.
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 60;
+/// The default ceiling for all users of a skill, in multiples of one user's limit.
+pub const TOTAL_PER_USER_RATIO: u32 = 10;
 /// Per-request timeout when the skill sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects followed per request.
@@ -180,8 +182,9 @@ struct ResolvedSecret {
     raw: String,
 }
 
-/// What the operator grants one skill (`[skills.<name>]`): HTTP access and settings.
-#[derive(Debug, Clone, Default)]
+/// What the operator grants one skill (`[skills.<name>]`): HTTP access and settings. The
+/// default grants no HTTP rule, with the default limits.
+#[derive(Debug, Clone)]
 pub struct SkillGrant {
     /// Values the skill reads through the `settings` import.
     pub settings: BTreeMap<String, String>,
@@ -190,14 +193,30 @@ pub struct SkillGrant {
     /// Guest-facing origin -> real endpoint (a proxy, a regional endpoint, a test server).
     /// The endpoint's address counts as explicitly granted, loopback and private included.
     pub endpoints: BTreeMap<String, String>,
-    /// Requests per minute.
+    /// Requests per minute for each user.
     pub requests_per_minute: u32,
+    /// Requests per minute for all users together.
+    pub requests_per_minute_total: u32,
     /// Largest response body.
     pub max_response_bytes: usize,
     /// The secrets the operator binds to this skill: of the `capabilities.secrets` its manifest
     /// names, only these are added to its requests. A manifest alone never gets a secret, so a
     /// skill cannot claim another skill's key for a host it was granted.
     pub secrets: BTreeSet<String>,
+}
+
+impl Default for SkillGrant {
+    fn default() -> Self {
+        Self {
+            settings: BTreeMap::new(),
+            http: Vec::new(),
+            endpoints: BTreeMap::new(),
+            requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
+            requests_per_minute_total: DEFAULT_REQUESTS_PER_MINUTE * TOTAL_PER_USER_RATIO,
+            max_response_bytes: DEFAULT_RESPONSE_BYTES,
+            secrets: BTreeSet::new(),
+        }
+    }
 }
 
 /// A grant that cannot be applied.
@@ -254,7 +273,7 @@ impl HttpPolicy {
             store,
             client,
             max_response: grant.max_response_bytes,
-            rate: RateLimit::new(grant.requests_per_minute),
+            rate: RateLimit::new(grant.requests_per_minute, grant.requests_per_minute_total),
         }))
     }
 
@@ -296,13 +315,14 @@ impl HttpPolicy {
         &self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<RequestOptions>,
+        user: &str,
     ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, HttpError> {
         let (parts, body) = request.into_parts();
         let mut url = reqwest::Url::parse(&parts.uri.to_string())
             .map_err(|_| HttpError::HttpRequestUriInvalid)?;
         self.check(&url)?;
-        if !self.rate.take() {
-            tracing::warn!(skill = %self.skill, "HTTP rate limit reached");
+        if !self.rate.take(user) {
+            tracing::warn!(skill = %self.skill, %user, "HTTP rate limit reached");
             return Err(HttpError::ConnectionLimitReached);
         }
         let body = collect_body(body, MAX_REQUEST_BYTES).await?;
@@ -632,27 +652,46 @@ impl reqwest::dns::Resolve for CheckedResolver {
 
 /// A fixed one-minute window.
 struct RateLimit {
-    per_minute: u32,
-    window: Mutex<(Instant, u32)>,
+    per_user: u32,
+    total: u32,
+    windows: Mutex<RateWindows>,
+}
+
+/// Requests counted in the current minute, per user and in all.
+struct RateWindows {
+    started: Instant,
+    total: u32,
+    users: HashMap<String, u32>,
 }
 
 impl RateLimit {
-    fn new(per_minute: u32) -> Self {
+    fn new(per_user: u32, total: u32) -> Self {
         Self {
-            per_minute,
-            window: Mutex::new((Instant::now(), 0)),
+            per_user,
+            total,
+            windows: Mutex::new(RateWindows {
+                started: Instant::now(),
+                total: 0,
+                users: HashMap::new(),
+            }),
         }
     }
 
-    fn take(&self) -> bool {
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        if w.0.elapsed() >= Duration::from_secs(60) {
-            *w = (Instant::now(), 0);
+    /// Counts one request of `user`, or refuses it when the user's or the skill's minute is
+    /// used up; one user cannot use up a skill for everyone.
+    fn take(&self, user: &str) -> bool {
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if w.started.elapsed() >= Duration::from_secs(60) {
+            w.started = Instant::now();
+            w.total = 0;
+            w.users.clear();
         }
-        if w.1 >= self.per_minute {
+        let used = w.users.get(user).copied().unwrap_or(0);
+        if used >= self.per_user || w.total >= self.total {
             return false;
         }
-        w.1 += 1;
+        w.users.insert(user.to_owned(), used + 1);
+        w.total += 1;
         true
     }
 }
@@ -662,6 +701,8 @@ impl RateLimit {
 #[derive(Default)]
 pub(crate) struct HttpHooks {
     pub(crate) policy: Option<Arc<HttpPolicy>>,
+    /// Whose call it is, for the per-user rate limit (`-` for none).
+    pub(crate) user: String,
 }
 
 type ResponseFuture = Box<
@@ -682,13 +723,13 @@ impl WasiHttpHooks for HttpHooks {
             dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send,
         >,
     ) -> ResponseFuture {
-        let policy = self.policy.clone();
+        let (policy, user) = (self.policy.clone(), self.user.clone());
         Box::new(async move {
             let Some(policy) = policy else {
                 tracing::warn!(uri = %request.uri(), "HTTP request from a skill without an HTTP grant: refused");
                 return Err(HttpError::HttpRequestDenied);
             };
-            let response = policy.send(request, options).await?;
+            let response = policy.send(request, options, &user).await?;
             let done: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))
