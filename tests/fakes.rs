@@ -517,6 +517,11 @@ impl Molten {
         self.spawn().await;
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.join("molten.log")).unwrap_or_default()
     }

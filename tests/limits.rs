@@ -213,3 +213,41 @@ async fn an_unknown_skill_is_named() {
     assert_eq!(err, InvokeError::UnknownSkill("nope".into()));
     assert!(err.to_string().contains("molten skill list"));
 }
+
+/// Descriptor hoarding: one call opened the same file ~20,000 times and held the process's
+/// whole descriptor limit. A call now holds at most 100 open resources; past that its opens
+/// fail, the call goes on, and everything is closed when it ends.
+#[tokio::test]
+async fn descriptor_hoarding_is_capped_per_call() {
+    let host =
+        Host::probe("[limits]\nmemory_mb = 64\n[capabilities]\nfilesystem = \"sandbox\"").await;
+    host.call("probe", "alice", json!({"mode": "write", "path": "/tmp/f"}))
+        .await
+        .unwrap();
+    let open_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    for _ in 0..2 {
+        let out = host
+            .call(
+                "probe",
+                "alice",
+                json!({"mode": "hoard", "path": "/tmp/f", "n": 20_000}),
+            )
+            .await
+            .unwrap();
+        let opened: usize = out
+            .strip_prefix("opened ")
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(
+            (90..100).contains(&opened) && out.contains("then:"),
+            "{out}"
+        );
+    }
+    let open_after = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    assert!(
+        open_after < open_before + 16,
+        "the descriptors went with the calls: {open_before} -> {open_after}"
+    );
+    still_serves(&host).await;
+}

@@ -330,3 +330,28 @@ fn a_bad_config_names_the_key_and_exits() {
         "{stderr}"
     );
 }
+
+/// Skills hold host descriptors: molten lifts its soft open-files limit to the hard one, so
+/// that they cannot crowd out the sockets of other users' webhooks.
+#[tokio::test]
+async fn the_open_files_limit_is_raised_at_start() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let fake = Fake::start().await;
+    // Start it with the common soft limit of 1,024 (molten inherits this process's limits).
+    let ours = getrlimit(Resource::Nofile);
+    let low = Rlimit {
+        current: Some(1024.min(ours.maximum.unwrap_or(u64::MAX))),
+        ..ours
+    };
+    setrlimit(Resource::Nofile, low).unwrap();
+    let molten = Molten::start(&config(&fake, ""), &["--role", "ingress"]).await;
+    setrlimit(Resource::Nofile, ours).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", molten.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  <soft>  <hard>  files"
+    assert_eq!(fields[3], fields[4], "{line}");
+}

@@ -85,6 +85,7 @@ enum SkillCommand {
 
 fn main() -> ExitCode {
     let _crash_points = molten::crash::setup();
+    raise_open_files_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -97,6 +98,23 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Lifts the soft limit on open files to the hard one. Skills hold host descriptors (each call
+/// at most `skills::descriptors::MAX_OPEN`, 32 calls at once), and the usual soft limit of 1,024
+/// would let them crowd out the sockets of other users' webhooks.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            ..limit
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("warning: cannot raise the open-files limit: {e}");
         }
     }
 }

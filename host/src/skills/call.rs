@@ -167,7 +167,7 @@ async fn run<R>(
     let mut store = runtime.new_store(
         CallState {
             wasi,
-            table: ResourceTable::new(),
+            table: super::descriptors::table(),
             http: WasiHttpCtx::new(),
             http_hooks: HttpHooks {
                 policy: granted.http.clone(),

@@ -11,6 +11,7 @@
 
 mod bindings;
 mod call;
+pub mod descriptors;
 mod error;
 mod host_log;
 pub mod http;
