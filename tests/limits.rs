@@ -251,3 +251,35 @@ async fn descriptor_hoarding_is_capped_per_call() {
     );
     still_serves(&host).await;
 }
+
+/// Aggregate memory: each call was capped, but 32 concurrent memory bombs took `molten serve`
+/// to 6.5 GiB. All running skills now share one budget ([runtime] max_total_memory_mb): a call
+/// that would take more fails with a clear message, and the host never holds more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_memory_all_running_skills_share_one_budget() {
+    let budget: u64 = 48 << 20;
+    let host = Host::probe_with("[limits]\nmemory_mb = 40\ntimeout_ms = 20000", budget).await;
+    let bombs = (0..6).map(|_| host.call("probe", "alice", json!({"mode": "alloc"})));
+    for result in futures::future::join_all(bombs).await {
+        assert!(
+            matches!(
+                result,
+                Err(InvokeError::MemoryLimit { .. } | InvokeError::HostMemory { .. })
+            ),
+            "{result:?}"
+        );
+    }
+    let memory = host.registry.runtime().memory();
+    assert!(memory.peak() <= budget, "peak {} > {budget}", memory.peak());
+    assert_eq!(memory.in_use(), 0, "every call gave its memory back");
+
+    // One call that may grow past what the host has left is told why it stopped.
+    let small = Host::probe_with("[limits]\nmemory_mb = 64", 16 << 20).await;
+    let err = small
+        .call("probe", "alice", json!({"mode": "alloc"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, InvokeError::HostMemory { .. }), "{err:?}");
+    assert!(err.to_string().contains("memory budget of 16 MiB"), "{err}");
+    still_serves(&small).await;
+}

@@ -57,10 +57,30 @@ impl Host {
     }
 
     async fn load_with(dir: TempDir, dirs: &[PathBuf], grants: &Grants, quota: u64) -> Self {
+        Self::load_config(
+            dir,
+            dirs,
+            grants,
+            RuntimeConfig {
+                sandbox_quota: quota,
+                ..RuntimeConfig::in_data_dir(Path::new(""))
+            },
+        )
+        .await
+    }
+
+    /// Loads the skills in `dirs` on a runtime configured as `config` says, but for where
+    /// sandboxes (in `dir`) and the compile cache (shared) live.
+    async fn load_config(
+        dir: TempDir,
+        dirs: &[PathBuf],
+        grants: &Grants,
+        config: RuntimeConfig,
+    ) -> Self {
         let runtime = Runtime::new(RuntimeConfig {
             sandbox_root: dir.path().join("sandboxes"),
-            sandbox_quota: quota,
             cache_dir: Some(root().join("target").join("test-cache")),
+            ..config
         })
         .expect("engine starts");
         let registry = Registry::load(Arc::new(runtime), dirs, grants).await;
@@ -87,6 +107,11 @@ impl Host {
 
     /// The probe fixture under a manifest whose `[limits]` and `[capabilities]` are `sections`.
     pub async fn probe(sections: &str) -> Self {
+        Self::probe_with(sections, molten::skills::default_total_memory()).await
+    }
+
+    /// [`Host::probe`] on a runtime whose skills may hold `total_memory` bytes together.
+    pub async fn probe_with(sections: &str, total_memory: u64) -> Self {
         let dir = temp_dir();
         let skills = dir.path().join("skills");
         let probe = std::fs::read(built("test-skills", "probe.wasm")).unwrap();
@@ -96,7 +121,11 @@ impl Host {
             &probe,
             &format!("name = \"probe\"\ndescription = \"test fixture\"\n{sections}\n"),
         );
-        let host = Self::load_in(dir, &[skills]).await;
+        let config = RuntimeConfig {
+            max_total_memory: total_memory,
+            ..RuntimeConfig::in_data_dir(Path::new(""))
+        };
+        let host = Self::load_config(dir, &[skills], &Grants::default(), config).await;
         assert!(
             host.registry.errors().is_empty(),
             "{:?}",

@@ -32,6 +32,7 @@ fn main() {
         sandbox_root: work.path().join("sandboxes"),
         cache_dir: Some(root.join("target/bench-cache")),
         sandbox_quota: molten::skills::DEFAULT_QUOTA_BYTES,
+        max_total_memory: molten::skills::default_total_memory(),
     })
     .expect("engine");
     let registry = tokio.block_on(Registry::load(

@@ -66,6 +66,9 @@ pub struct Config {
     pub sandbox_dir: PathBuf,
     /// Azure Storage and Key Vault, when configured (`[azure]`).
     pub azure: AzureConfig,
+    /// Most bytes of memory all running skills may hold together (`[runtime]
+    /// max_total_memory_mb`, default half the machine's memory).
+    pub max_total_memory_bytes: u64,
 }
 
 /// A configuration that cannot be used, with what to do about it.
@@ -159,6 +162,8 @@ struct File {
     sandbox: skills::SandboxFile,
     #[serde(default)]
     azure: azure::AzureFile,
+    #[serde(default)]
+    runtime: skills::RuntimeFile,
 }
 
 impl Config {
@@ -167,6 +172,7 @@ impl Config {
         crate::skills::RuntimeConfig {
             sandbox_quota: self.sandbox_quota_bytes,
             sandbox_root: self.sandbox_dir.clone(),
+            max_total_memory: self.max_total_memory_bytes,
             ..crate::skills::RuntimeConfig::in_data_dir(&self.data_dir)
         }
     }
@@ -221,6 +227,7 @@ impl Config {
         let graph = skills::build_graph(file.graph)?;
         let azure = azure::build_azure(file.azure)?;
         let (sandbox_dir, sandbox_quota_bytes) = file.sandbox.build(&data_dir)?;
+        let max_total_memory_bytes = file.runtime.build()?;
         Ok(Self {
             azure,
             grants,
@@ -236,6 +243,7 @@ impl Config {
             safety,
             sandbox_dir,
             sandbox_quota_bytes,
+            max_total_memory_bytes,
             prices: file.prices,
             telegram,
             slack,

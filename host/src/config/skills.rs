@@ -165,6 +165,23 @@ pub(super) fn build_graph(graph: Option<GraphFile>) -> Result<Option<GraphConfig
         .transpose()
 }
 
+/// `[runtime]`: what all running skills may hold together.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuntimeFile {
+    max_total_memory_mb: Option<u64>,
+}
+
+impl RuntimeFile {
+    /// The memory budget of all running skills in bytes (default half the machine's memory).
+    pub(super) fn build(self) -> Result<u64, ConfigError> {
+        match self.max_total_memory_mb {
+            None => Ok(crate::skills::default_total_memory()),
+            Some(mb) => Ok(positive("runtime.max_total_memory_mb", Some(mb), 1)? << 20),
+        }
+    }
+}
+
 impl SandboxFile {
     /// Where sandboxes live (default `<data dir>/sandboxes`) and each one's quota in bytes.
     pub(super) fn build(self, data_dir: &Path) -> Result<(PathBuf, u64), ConfigError> {

@@ -182,3 +182,16 @@ fn a_skill_is_rate_limited_per_user_under_a_ceiling() {
         "{zero}"
     );
 }
+
+#[test]
+fn the_memory_of_all_skills_has_a_budget() {
+    let config = load("[runtime]\nmax_total_memory_mb = 512\n", &[]).unwrap();
+    assert_eq!(config.max_total_memory_bytes, 512 << 20);
+    assert_eq!(config.runtime().max_total_memory, 512 << 20);
+    let default = load("", &[]).unwrap().max_total_memory_bytes;
+    assert!(default >= 1 << 30, "half the machine: {default}");
+    let zero = load("[runtime]\nmax_total_memory_mb = 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(zero.starts_with("runtime.max_total_memory_mb:"), "{zero}");
+}

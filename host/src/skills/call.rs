@@ -17,6 +17,7 @@ use super::host_log::{Imports, LogSink};
 use super::http::{HttpHooks, HttpPolicy};
 use super::manifest::{Filesystem, Manifest};
 use super::quota::Quota;
+use super::runtime::MemoryBudget;
 use super::runtime::Runtime;
 
 /// How much of the skill's stderr is kept to explain a crash (a panic message, say).
@@ -79,12 +80,29 @@ impl WasiView for CallState {
     }
 }
 
-/// Caps the total linear memory of a call and remembers whether the cap was hit, so that the
-/// trap that follows a failed allocation can be reported as what it is.
+/// Caps the total linear memory of a call, reserves it from the budget of all running calls,
+/// and remembers which cap was hit, so that the trap that follows a failed allocation can be
+/// reported as what it is.
 struct MemoryCap {
     limit: usize,
     used: usize,
-    hit: bool,
+    budget: Arc<MemoryBudget>,
+    hit: Option<MemoryHit>,
+}
+
+/// Which memory cap refused a growth.
+#[derive(Debug, Clone, Copy)]
+enum MemoryHit {
+    /// The skill's own `limits.memory_mb`.
+    Own,
+    /// The budget of all running skills together.
+    Total,
+}
+
+impl Drop for MemoryCap {
+    fn drop(&mut self) {
+        self.budget.release(self.used as u64);
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -95,9 +113,14 @@ impl ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // Summing growths covers every memory of the component, initial sizes included.
-        let total = self.used.saturating_add(desired.saturating_sub(current));
+        let growth = desired.saturating_sub(current);
+        let total = self.used.saturating_add(growth);
         if total > self.limit {
-            self.hit = true;
+            self.hit = Some(MemoryHit::Own);
+            return Ok(false);
+        }
+        if !self.budget.reserve(growth as u64) {
+            self.hit = Some(MemoryHit::Total);
             return Ok(false);
         }
         self.used = total;
@@ -176,7 +199,8 @@ async fn run<R>(
             memory: MemoryCap {
                 limit: limits.memory_bytes,
                 used: 0,
-                hit: false,
+                budget: runtime.memory().clone(),
+                hit: None,
             },
             imports: Imports {
                 log: LogSink::new(&manifest.name, user.unwrap_or("-")),
@@ -273,11 +297,20 @@ fn classify_trap(
 ) -> InvokeError {
     let skill = manifest.name.clone();
     // A refused memory.grow surfaces as an allocation-failure abort; report the cause.
-    if store.data().memory.hit {
-        return InvokeError::MemoryLimit {
-            skill,
-            limit_bytes: manifest.limits.memory_bytes,
-        };
+    match store.data().memory.hit {
+        Some(MemoryHit::Own) => {
+            return InvokeError::MemoryLimit {
+                skill,
+                limit_bytes: manifest.limits.memory_bytes,
+            }
+        }
+        Some(MemoryHit::Total) => {
+            return InvokeError::HostMemory {
+                skill,
+                limit_bytes: store.data().memory.budget.limit(),
+            }
+        }
+        None => {}
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => InvokeError::OutOfFuel {

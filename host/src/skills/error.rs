@@ -121,6 +121,15 @@ pub enum InvokeError {
         /// The cap it had.
         limit_bytes: usize,
     },
+    /// The skill could not grow its memory because all running skills together hold the
+    /// host's budget.
+    #[error("skill `{skill}` was stopped: all running skills together reached the host's memory budget of {} MiB ([runtime] max_total_memory_mb); try again when fewer calls run", limit_bytes >> 20)]
+    HostMemory {
+        /// The skill.
+        skill: String,
+        /// The budget.
+        limit_bytes: u64,
+    },
     /// The skill trapped (a panic, a stack overflow, a bug).
     #[error("skill `{skill}` crashed: {detail}")]
     Crashed {

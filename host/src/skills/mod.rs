@@ -28,5 +28,5 @@ pub use http::{HttpPolicy, HttpRule, SkillGrant};
 pub use manifest::Manifest;
 pub use quota::DEFAULT_QUOTA_BYTES;
 pub use registry::{Grants, Registry, Skill, ToolDefinition};
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{default_total_memory, MemoryBudget, Runtime, RuntimeConfig};
 pub use sandbox::Sandboxes;

@@ -165,6 +165,11 @@ impl Registry {
         &self.errors
     }
 
+    /// The runtime the skills run on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// Runs skill `name` with JSON `arguments` for `context`, on a fresh instance.
     pub async fn invoke(
         &self,

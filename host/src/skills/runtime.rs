@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Most bytes one user's sandbox may hold.
     pub sandbox_quota: u64,
+    /// Most bytes of linear memory all running skills may hold together.
+    pub max_total_memory: u64,
 }
 
 impl RuntimeConfig {
@@ -46,7 +48,75 @@ impl RuntimeConfig {
             sandbox_root: data_dir.join("sandboxes"),
             cache_dir: Some(data_dir.join("cache").join("components")),
             sandbox_quota: super::quota::DEFAULT_QUOTA_BYTES,
+            max_total_memory: default_total_memory(),
         }
+    }
+}
+
+/// Half the machine's memory (from `/proc/meminfo`; 4 GiB where that cannot be read): the
+/// default budget of all running skills' memory.
+pub fn default_total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(4 << 30, |kib| (kib << 10) / 2)
+}
+
+/// The linear memory all running skills hold, against a budget: each call reserves what it
+/// grows and gives it back when it ends, so the host never holds more than the budget however
+/// many memory-hungry calls run at once.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: u64,
+    used: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl MemoryBudget {
+    fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves `bytes`, or refuses when the budget would be exceeded.
+    pub(crate) fn reserve(&self, bytes: u64) -> bool {
+        match self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            }) {
+            Ok(before) => {
+                self.peak.fetch_max(before + bytes, Ordering::AcqRel);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Gives back `bytes` a call reserved.
+    pub(crate) fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// The budget in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes reserved now.
+    pub fn in_use(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The most ever reserved at once.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Acquire)
     }
 }
 
@@ -57,6 +127,7 @@ pub struct Runtime {
     sandboxes: Sandboxes,
     sandbox_quota: u64,
     accounts: super::quota::Accounts,
+    memory: Arc<MemoryBudget>,
     cache_dir: Option<PathBuf>,
     permits: Semaphore,
     _ticker: EpochTicker,
@@ -103,6 +174,7 @@ impl Runtime {
             sandboxes: Sandboxes::new(config.sandbox_root),
             sandbox_quota: config.sandbox_quota,
             accounts: super::quota::Accounts::default(),
+            memory: Arc::new(MemoryBudget::new(config.max_total_memory)),
             cache_dir: config.cache_dir,
             permits: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
         })
@@ -116,6 +188,11 @@ impl Runtime {
     /// Most bytes one user's sandbox may hold.
     pub fn sandbox_quota(&self) -> u64 {
         self.sandbox_quota
+    }
+
+    /// The memory budget of all running skills.
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
     }
 
     /// The quota accounts of the sandboxes with calls running.
