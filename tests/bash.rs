@@ -481,3 +481,25 @@ async fn quota_race_concurrent_calls_share_one_account() {
     let run = bash(&host, "u", "echo more > g").await;
     assert!(run.stderr.contains("No space left on device"), "{run:?}");
 }
+
+/// Bricked sandbox: 5,000 nested directories (deeper than any path may be long) made every
+/// later call of their owner fail with "cannot prepare the sandbox: File name too long" (and
+/// the recursive measurement overflowed the host's stack, aborting the whole process). The
+/// host now measures a sandbox from descriptor to descriptor, in a loop.
+#[tokio::test]
+async fn bricked_sandbox_a_tree_deeper_than_a_path_still_lets_its_owner_in() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+    let host = Host::builtin().await;
+    bash(&host, "u", "echo 12345 > kept").await;
+    // Built the way a skill can, one directory inside the last, never naming the whole path.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = openat(CWD, host.sandbox("u").as_path(), flags, Mode::empty()).unwrap();
+    for _ in 0..5_000 {
+        mkdirat(&dir, "d", Mode::RWXU).unwrap();
+        dir = openat(&dir, "d", flags, Mode::empty()).unwrap();
+    }
+    rustix::fs::openat(&dir, "deep", OFlags::CREATE | OFlags::WRONLY, Mode::RUSR).unwrap();
+    let run = bash(&host, "u", "cat kept; df | tail -n 1").await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("12345\n"), "{run:?}");
+}

@@ -113,18 +113,67 @@ impl Quota {
 }
 
 /// Apparent size of everything under `dir`; symlinks count as themselves, never followed.
+///
+/// The walk goes from descriptor to descriptor (`openat` of each subdirectory, `..` back up),
+/// holding two at a time and never building a path: a skill can nest directories deeper than
+/// any path may be long, and its owner's next call must still be able to measure (and so
+/// clean) the sandbox.
 fn tree_size(dir: &Path) -> io::Result<u64> {
+    use rustix::fs::{openat, AtFlags, Dir, FileType, Mode, OFlags, CWD};
+    let open_dir = |at: &rustix::fd::OwnedFd, name: &std::ffi::CStr| {
+        openat(
+            at,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let mut current = openat(
+        CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            tree_size(&entry.path())?
-        } else {
-            meta.len()
-        };
+    // Per level of the walk, the subdirectories still to visit.
+    let mut pending: Vec<Vec<std::ffi::CString>> = Vec::new();
+    loop {
+        let mut subdirs = Vec::new();
+        for entry in Dir::read_from(&current)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            // Gone since it was listed (another call of the user deleted it): not counted.
+            let stat = match rustix::fs::statat(&current, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+                subdirs.push(name.to_owned());
+            } else {
+                total += u64::try_from(stat.st_size).unwrap_or(0);
+            }
+        }
+        pending.push(subdirs);
+        // Down into the next unvisited subdirectory, or up until there is one.
+        loop {
+            let Some(level) = pending.last_mut() else {
+                return Ok(total);
+            };
+            if let Some(name) = level.pop() {
+                current = open_dir(&current, &name)?;
+                break;
+            }
+            pending.pop();
+            if pending.is_empty() {
+                return Ok(total);
+            }
+            current = open_dir(&current, c"..")?;
+        }
     }
-    Ok(total)
 }
 
 fn disk_full() -> io::Error {
