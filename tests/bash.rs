@@ -503,3 +503,32 @@ async fn bricked_sandbox_a_tree_deeper_than_a_path_still_lets_its_owner_in() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.starts_with("12345\n"), "{run:?}");
 }
+
+/// The other half of the bricked sandbox: directories nest at most 64 levels below /tmp, by
+/// mkdir or by moving a tree under another, so that their owner can always remove them.
+#[tokio::test]
+async fn bricked_sandbox_nesting_is_limited_and_removable() {
+    let host = Host::builtin().await;
+    let run = bash(
+        &host,
+        "u",
+        "mkdir -p $(printf 'd/%.0s' $(seq 1 70)); echo $?; find d -type d | wc -l",
+    )
+    .await;
+    assert!(run.stderr.contains("name too long"), "{run:?}");
+    assert_eq!(run.stdout, "1\n64\n", "{run:?}");
+    // Two trees of 40 levels: one moved into the other's depths is refused and stays put.
+    let run = bash(
+        &host,
+        "u",
+        "mkdir -p a/$(printf 'x/%.0s' $(seq 1 39)) b/$(printf 'y/%.0s' $(seq 1 39)); \
+         mv b a/$(printf 'x/%.0s' $(seq 1 39)); echo $?; find b -type d | wc -l; \
+         mv b/y a/x; echo $?; find a -type d | wc -l",
+    )
+    .await;
+    assert!(run.stderr.contains("name too long"), "{run:?}");
+    assert_eq!(run.stdout, "1\n40\n0\n79\n", "{run:?}");
+    // All of it can be removed by its owner.
+    let run = bash(&host, "u", "rm -rf d a b; echo $?; ls | wc -l").await;
+    assert_eq!(run.stdout, "0\n0\n", "{run:?}");
+}

@@ -16,6 +16,7 @@ mod error;
 mod host_log;
 pub mod http;
 pub mod manifest;
+pub mod nesting;
 mod quota;
 mod registry;
 mod runtime;

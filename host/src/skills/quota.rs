@@ -14,12 +14,15 @@
 //! disk when a user's first call starts, and refuses every write once it is over the quota.
 
 use std::collections::HashMap;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
@@ -73,6 +76,7 @@ impl Accounts {
 /// The bytes the calls of one user may still add to their sandbox.
 #[derive(Debug)]
 pub(crate) struct Quota {
+    root: PathBuf,
     limit: u64,
     used: AtomicU64,
 }
@@ -81,9 +85,15 @@ impl Quota {
     /// Measures `dir` (apparent sizes of every file under it) against `limit`.
     pub(crate) fn measure(dir: &Path, limit: u64) -> io::Result<Arc<Self>> {
         Ok(Arc::new(Self {
+            root: std::fs::canonicalize(dir)?,
             limit,
             used: AtomicU64::new(tree_size(dir)?),
         }))
+    }
+
+    /// The sandbox's directory on the host, as the kernel names it (symlinks resolved).
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Charges `bytes`, or refuses when they would not fit.
@@ -113,33 +123,49 @@ impl Quota {
 }
 
 /// Apparent size of everything under `dir`; symlinks count as themselves, never followed.
-///
-/// The walk goes from descriptor to descriptor (`openat` of each subdirectory, `..` back up),
-/// holding two at a time and never building a path: a skill can nest directories deeper than
-/// any path may be long, and its owner's next call must still be able to measure (and so
-/// clean) the sandbox.
 fn tree_size(dir: &Path) -> io::Result<u64> {
-    use rustix::fs::{openat, AtFlags, Dir, FileType, Mode, OFlags, CWD};
-    let open_dir = |at: &rustix::fd::OwnedFd, name: &std::ffi::CStr| {
-        openat(
+    let root = rustix::fs::openat(
+        rustix::fs::CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(walk(root)?.bytes)
+}
+
+/// What [`walk`] found under a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TreeSize {
+    /// Apparent size of every file and symlink.
+    pub(crate) bytes: u64,
+    /// Levels of directories below the top one (0 when it has no subdirectory).
+    pub(crate) height: usize,
+}
+
+/// Measures the tree under the directory `top`, going from descriptor to descriptor (`openat`
+/// of each subdirectory without following symlinks, `..` back up), holding two at a time and
+/// never building a path: a skill can nest directories deeper than any path may be long, and
+/// its owner's next call must still be able to measure (and so clean) the sandbox. The to-do
+/// list lives on the heap, so no depth can overflow the host's stack.
+pub(crate) fn walk(top: OwnedFd) -> io::Result<TreeSize> {
+    let open_dir = |at: &OwnedFd, name: &CStr| {
+        rustix::fs::openat(
             at,
             name,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
     };
-    let mut current = openat(
-        CWD,
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut total = 0;
+    let mut current = top;
+    let mut found = TreeSize {
+        bytes: 0,
+        height: 0,
+    };
     // Per level of the walk, the subdirectories still to visit.
-    let mut pending: Vec<Vec<std::ffi::CString>> = Vec::new();
+    let mut pending: Vec<Vec<CString>> = Vec::new();
     loop {
         let mut subdirs = Vec::new();
-        for entry in Dir::read_from(&current)? {
+        for entry in rustix::fs::Dir::read_from(&current)? {
             let entry = entry?;
             let name = entry.file_name();
             if name == c"." || name == c".." {
@@ -154,14 +180,15 @@ fn tree_size(dir: &Path) -> io::Result<u64> {
             if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
                 subdirs.push(name.to_owned());
             } else {
-                total += u64::try_from(stat.st_size).unwrap_or(0);
+                found.bytes += u64::try_from(stat.st_size).unwrap_or(0);
             }
         }
         pending.push(subdirs);
+        found.height = found.height.max(pending.len() - 1);
         // Down into the next unvisited subdirectory, or up until there is one.
         loop {
             let Some(level) = pending.last_mut() else {
-                return Ok(total);
+                return Ok(found);
             };
             if let Some(name) = level.pop() {
                 current = open_dir(&current, &name)?;
@@ -169,7 +196,7 @@ fn tree_size(dir: &Path) -> io::Result<u64> {
             }
             pending.pop();
             if pending.is_empty() {
-                return Ok(total);
+                return Ok(found);
             }
             current = open_dir(&current, c"..")?;
         }

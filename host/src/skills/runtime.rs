@@ -163,6 +163,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         super::quota::add_to_linker(&mut linker).map_err(engine_error)?;
         super::descriptors::add_to_linker(&mut linker).map_err(engine_error)?;
+        super::nesting::add_to_linker(&mut linker).map_err(engine_error)?;
         SkillWorld::add_to_linker::<CallState, HasImports>(&mut linker, |state| &mut state.imports)
             .map_err(engine_error)?;
 
