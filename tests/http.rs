@@ -89,6 +89,15 @@ async fn server() -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// The request paths `seen` so far.
+fn paths(seen: &Seen) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
 /// The probe, asking for `asked`, with a secret for 127.0.0.1, granted `granted`.
 async fn probe(asked: &[String], granted: SkillGrant) -> Host {
     let dir = temp_dir();
@@ -300,12 +309,7 @@ async fn encoded_path_segments_do_not_leave_a_path_grant() {
         assert!(refused.contains("not granted"), "{path}: {refused}");
     }
     fetch(&host, &format!("{allowed}/x%20y")).await.unwrap();
-    let paths: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(p, _)| p.clone())
-        .collect();
+    let paths = paths(&seen);
     assert_eq!(paths, ["/allowed/x%20y"], "nothing else reached the server");
 }
 
@@ -345,12 +349,7 @@ async fn forbidden_destinations_are_refused() {
         .await
         .unwrap_err();
     assert!(refused.contains("refused"), "{refused}");
-    let paths: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(p, _)| p.clone())
-        .collect();
+    let paths = paths(&seen);
     assert_eq!(
         paths,
         ["/to-metadata", "/to-localhost"],

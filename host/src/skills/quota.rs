@@ -267,6 +267,26 @@ async fn current_size(
         .map_err(error_code)
 }
 
+/// Charges the call's quota, if it has one, for writing `len` bytes at `offset` of the file
+/// `fd`: the bytes, and the hole a write past the end leaves (a sparse file is charged its
+/// size). The error as the guest gets it (or a trap).
+async fn charge_write(
+    state: &mut CallState,
+    fd: &Resource<Descriptor>,
+    offset: u64,
+    len: u64,
+) -> Result<(), wasmtime::Result<ErrorCode>> {
+    let Some(quota) = state.imports.quota.clone() else {
+        return Ok(());
+    };
+    let size = current_size(state, fd).await?;
+    if quota.charge(len + offset.saturating_sub(size)) {
+        Ok(())
+    } else {
+        Err(Ok(ErrorCode::InsufficientSpace))
+    }
+}
+
 /// Puts the stream wasmtime-wasi opened behind a [`QuotaStream`] when the call has a quota.
 fn wrap_stream(
     state: &mut CallState,
@@ -295,15 +315,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
         |mut store: StoreContextMut<'_, CallState>, (fd, offset): (Resource<Descriptor>, u64)| {
             Box::new(async move {
                 let state = store.data_mut();
-                if let Some(quota) = state.imports.quota.clone() {
-                    let size = match current_size(state, &fd).await {
-                        Ok(size) => size,
-                        Err(e) => return Ok((Err(e?),)),
-                    };
-                    // Writing from past the end leaves a hole, charged as written.
-                    if !quota.charge(offset.saturating_sub(size)) {
-                        return Ok((Err(ErrorCode::InsufficientSpace),));
-                    }
+                if let Err(e) = charge_write(state, &fd, offset, 0).await {
+                    return Ok((Err(e?),));
                 }
                 let opened = state.filesystem().write_via_stream(fd, offset);
                 wrap_stream(state, opened)
@@ -324,15 +337,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
          (fd, buffer, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
             Box::new(async move {
                 let state = store.data_mut();
-                if let Some(quota) = state.imports.quota.clone() {
-                    let size = match current_size(state, &fd).await {
-                        Ok(size) => size,
-                        Err(e) => return Ok((Err(e?),)),
-                    };
-                    // The hole before `offset` counts: a sparse file is charged its size.
-                    if !quota.charge(buffer.len() as u64 + offset.saturating_sub(size)) {
-                        return Ok((Err(ErrorCode::InsufficientSpace),));
-                    }
+                if let Err(e) = charge_write(state, &fd, offset, buffer.len() as u64).await {
+                    return Ok((Err(e?),));
                 }
                 match state.filesystem().write(fd, buffer, offset).await {
                     Ok(n) => Ok((Ok(n),)),
