@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use wasmtime_wasi::WasiView;
 
 use super::call::CallState;
+use super::runtime::FILESYSTEM_TYPES;
 
 /// Resources one call may hold at once; past it, creating one traps the call.
 pub const MAX_RESOURCES: usize = 1024;
@@ -22,8 +23,6 @@ pub const MAX_RESOURCES: usize = 1024;
 /// standard streams and preopen hold a few. (A guest on wasi-libc cannot hold more than about
 /// 124 anyway; the cap is for guests that call WASI directly.)
 pub const MAX_OPEN: usize = 100;
-/// The `wasi:filesystem/types` version wasmtime-wasi 48 links; the shadowing must name it.
-const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// A call's resource table, capped.
 pub(crate) fn table() -> ResourceTable {

@@ -19,11 +19,10 @@ use wasmtime_wasi::WasiView;
 
 use super::call::CallState;
 use super::quota::walk;
+use super::runtime::FILESYSTEM_TYPES;
 
 /// Most levels of directories below a sandbox's top (`/tmp/a` is level 1).
 pub const MAX_DEPTH: usize = 64;
-/// The `wasi:filesystem/types` version wasmtime-wasi 48 links; the shadowing must name it.
-const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// How far the directory at `fd`/`path` and the directories inside it reach below the sandbox's
 /// top, or `None` when that cannot be told (which counts as too deep). Opens it through

@@ -35,11 +35,10 @@ use wasmtime_wasi::WasiView;
 use super::bindings::molten::skill::sandbox::{self, Sizes};
 use super::call::CallState;
 use super::host_log::Imports;
+use super::runtime::FILESYSTEM_TYPES;
 
 /// Default quota of a sandbox: 100 MiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 100 << 20;
-/// The `wasi:filesystem/types` version wasmtime-wasi 48 links; the shadowing must name it.
-const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 /// Linux's ENOSPC, which wasmtime-wasi maps to `insufficient-space`.
 const ENOSPC: i32 = 28;
 

@@ -25,6 +25,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const MAX_CONCURRENT_CALLS: u32 = 32;
 /// Fuel a skill burns between yields to the async executor (a few milliseconds of compute).
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+/// The `wasi:filesystem/types` version wasmtime-wasi 48 links: the functions the host shadows
+/// (quota, descriptors, nesting) must name it.
+pub(crate) const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 /// Wasm stack a call may use before a stack-overflow trap.
 const MAX_WASM_STACK: usize = 1 << 20;
 
