@@ -532,3 +532,28 @@ async fn bricked_sandbox_nesting_is_limited_and_removable() {
     let run = bash(&host, "u", "rm -rf d a b; echo $?; ls | wc -l").await;
     assert_eq!(run.stdout, "0\n0\n", "{run:?}");
 }
+
+/// Uncounted inodes: directories counted 0 bytes and symlinks their target's length, so
+/// 40,000 directories and 20,000 symlinks used 707 MiB of disk under a 100 MiB quota. A sandbox
+/// now holds at most `[sandbox] max_files` entries; past it, creating one fails as a full quota.
+#[tokio::test]
+async fn uncounted_inodes_a_sandbox_holds_at_most_max_files_entries() {
+    let host = Host::with_max_files(20).await;
+    let run = bash(
+        &host,
+        "u",
+        "for i in $(seq 1 30); do mkdir d$i 2>/dev/null || echo no d$i; done; touch f; echo $?; ls | wc -l",
+    )
+    .await;
+    assert!(run.stdout.starts_with("no d21\n"), "{run:?}");
+    assert!(run.stdout.ends_with("1\n20\n"), "{run:?}");
+    assert!(run.stderr.contains("Quota exceeded"), "{run:?}");
+    // The next call measures the same; deleting gives room back.
+    let run = bash(
+        &host,
+        "u",
+        "mkdir x; rmdir d1 d2; touch f g; echo $?; ls | wc -l",
+    )
+    .await;
+    assert_eq!(run.stdout, "0\n20\n", "{run:?}");
+}

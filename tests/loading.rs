@@ -245,6 +245,7 @@ async fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
             sandbox_quota: molten::skills::DEFAULT_QUOTA_BYTES,
             cache_dir: Some(cache.clone()),
             max_total_memory: molten::skills::default_total_memory(),
+            sandbox_max_files: molten::skills::DEFAULT_MAX_FILES,
         })
         .unwrap();
         Registry::load(

@@ -87,6 +87,16 @@ impl Host {
         Self { registry, dir }
     }
 
+    /// The built-in skills with sandboxes of at most `max_files` entries.
+    pub async fn with_max_files(max_files: u64) -> Self {
+        let skills = [root().join("target").join("skills")];
+        let config = RuntimeConfig {
+            sandbox_max_files: max_files,
+            ..RuntimeConfig::in_data_dir(Path::new(""))
+        };
+        Self::load_config(temp_dir(), &skills, &Grants::default(), config).await
+    }
+
     /// The built-in skills with sandboxes of `quota` bytes.
     pub async fn with_quota(quota: u64) -> Self {
         let skills = [root().join("target").join("skills")];

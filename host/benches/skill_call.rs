@@ -59,6 +59,7 @@ fn bench_skill_calls() -> Stats {
             cache_dir: Some(root.join("target/bench-cache")),
             sandbox_quota: molten::skills::DEFAULT_QUOTA_BYTES,
             max_total_memory: molten::skills::default_total_memory(),
+            sandbox_max_files: molten::skills::DEFAULT_MAX_FILES,
         })
         .expect("engine");
         let registry = tokio.block_on(Registry::load(

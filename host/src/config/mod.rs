@@ -61,6 +61,8 @@ pub struct Config {
     pub graph: Option<GraphConfig>,
     /// Most bytes one user's sandbox may hold (`[sandbox] quota_mb`).
     pub sandbox_quota_bytes: u64,
+    /// Most files, directories and symlinks one user's sandbox may hold (`[sandbox] max_files`).
+    pub sandbox_max_files: u64,
     /// Where users' sandboxes live (`[sandbox] dir`, default `<data dir>/sandboxes`): a share
     /// mounted on every replica (Azure Files) lets any worker answer any user.
     pub sandbox_dir: PathBuf,
@@ -171,6 +173,7 @@ impl Config {
     pub fn runtime(&self) -> crate::skills::RuntimeConfig {
         crate::skills::RuntimeConfig {
             sandbox_quota: self.sandbox_quota_bytes,
+            sandbox_max_files: self.sandbox_max_files,
             sandbox_root: self.sandbox_dir.clone(),
             max_total_memory: self.max_total_memory_bytes,
             ..crate::skills::RuntimeConfig::in_data_dir(&self.data_dir)
@@ -226,7 +229,8 @@ impl Config {
         let grants = skills::build_grants(file.skills)?;
         let graph = skills::build_graph(file.graph)?;
         let azure = azure::build_azure(file.azure)?;
-        let (sandbox_dir, sandbox_quota_bytes) = file.sandbox.build(&data_dir)?;
+        let (sandbox_dir, sandbox_quota_bytes, sandbox_max_files) =
+            file.sandbox.build(&data_dir)?;
         let max_total_memory_bytes = file.runtime.build()?;
         Ok(Self {
             azure,
@@ -243,6 +247,7 @@ impl Config {
             safety,
             sandbox_dir,
             sandbox_quota_bytes,
+            sandbox_max_files,
             max_total_memory_bytes,
             prices: file.prices,
             telegram,

@@ -26,6 +26,7 @@ pub struct GraphConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct SandboxFile {
     quota_mb: Option<u64>,
+    max_files: Option<u64>,
     dir: Option<PathBuf>,
 }
 
@@ -183,8 +184,9 @@ impl RuntimeFile {
 }
 
 impl SandboxFile {
-    /// Where sandboxes live (default `<data dir>/sandboxes`) and each one's quota in bytes.
-    pub(super) fn build(self, data_dir: &Path) -> Result<(PathBuf, u64), ConfigError> {
+    /// Where sandboxes live (default `<data dir>/sandboxes`), each one's quota in bytes and
+    /// its most entries.
+    pub(super) fn build(self, data_dir: &Path) -> Result<(PathBuf, u64, u64), ConfigError> {
         let dir = self
             .dir
             .filter(|d| !d.as_os_str().is_empty())
@@ -194,7 +196,12 @@ impl SandboxFile {
             self.quota_mb,
             crate::skills::DEFAULT_QUOTA_BYTES >> 20,
         )? << 20;
-        Ok((dir, quota))
+        let max_files = positive(
+            "sandbox.max_files",
+            self.max_files,
+            crate::skills::DEFAULT_MAX_FILES,
+        )?;
+        Ok((dir, quota, max_files))
     }
 }
 

@@ -195,3 +195,10 @@ fn the_memory_of_all_skills_has_a_budget() {
         .to_string();
     assert!(zero.starts_with("runtime.max_total_memory_mb:"), "{zero}");
 }
+
+#[test]
+fn a_sandbox_has_an_entry_limit() {
+    assert_eq!(load("", &[]).unwrap().sandbox_max_files, 20_000);
+    let config = load("[sandbox]\nmax_files = 500\n", &[]).unwrap();
+    assert_eq!(config.runtime().sandbox_max_files, 500);
+}

@@ -271,7 +271,7 @@ impl WorkQueue for AzureQueue {
     }
 
     /// Copy aside, then delete. A crash between the two leaves the message in the queue, where
-    /// it comes back after [`POISON_HOLD`] with a dequeue count past the limit and is poisoned
+    /// it comes back after `POISON_HOLD` with a dequeue count past the limit and is poisoned
     /// again: the poison queue then holds two copies, which [`WorkQueue::poisoned`] shows once.
     async fn poison(&self, leased: &Leased, reason: &str) -> Result<(), QueueError> {
         // Prove the lease is current (and hold it long enough to copy) before copying it aside.

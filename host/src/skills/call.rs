@@ -162,7 +162,7 @@ fn wasi_context(
         quota = Some(
             runtime
                 .accounts()
-                .open(&dir, runtime.sandbox_quota())
+                .open(&dir, runtime.sandbox_quota(), runtime.sandbox_max_files())
                 .map_err(|e| sandbox_error(&e))?,
         );
         builder

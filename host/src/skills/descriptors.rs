@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use wasmtime_wasi::WasiView;
 
 use super::call::CallState;
+use super::quota::new_entry;
 use super::runtime::FILESYSTEM_TYPES;
 
 /// Resources one call may hold at once; past it, creating one traps the call.
@@ -63,6 +64,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
                 if !room_to_open(state.ctx().table) {
                     tracing::warn!("a skill holds {MAX_OPEN} open resources; its open was refused");
                     return Ok((Err(ErrorCode::InsufficientMemory),));
+                }
+                // An open that creates a file makes an entry, which the sandbox counts.
+                let creates = open_flags.contains(OpenFlags::CREATE)
+                    && state.imports.quota.is_some()
+                    && state
+                        .filesystem()
+                        .stat_at(Resource::new_borrow(fd.rep()), path_flags, path.clone())
+                        .await
+                        .is_err();
+                if creates {
+                    let opened = new_entry(state, async |fs| {
+                        fs.open_at(fd, path_flags, path, open_flags, flags).await
+                    })
+                    .await?;
+                    return Ok((opened,));
                 }
                 match state
                     .filesystem()

@@ -5,7 +5,7 @@
 //! one once (cached on disk by content hash) and keeps it ready to instantiate; every
 //! [`Registry::invoke`] gets a fresh instance in a fresh store holding only what the manifest was
 //! granted: fuel, a wall-clock deadline, a memory cap, an output cap, and, when asked for, the
-//! caller's own sandbox directory as `/tmp` under a size quota (see [`quota`]), and `wasi:http` requests checked against what the
+//! caller's own sandbox directory as `/tmp` under a size quota (see `quota.rs`), and `wasi:http` requests checked against what the
 //! operator granted (see [`http`]). Nothing else (sockets, environment, arguments, host stdio)
 //! exists for the skill.
 
@@ -27,7 +27,7 @@ pub use call::CallContext;
 pub use error::{EngineError, InvokeError, LoadError};
 pub use http::{HttpPolicy, HttpRule, SkillGrant};
 pub use manifest::Manifest;
-pub use quota::DEFAULT_QUOTA_BYTES;
+pub use quota::{DEFAULT_MAX_FILES, DEFAULT_QUOTA_BYTES};
 pub use registry::{Grants, Registry, Skill, ToolDefinition};
 pub use runtime::{default_total_memory, MemoryBudget, Runtime, RuntimeConfig};
 pub use sandbox::Sandboxes;

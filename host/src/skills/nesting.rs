@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use wasmtime_wasi::WasiView;
 
 use super::call::CallState;
-use super::quota::walk;
+use super::quota::{new_entry, walk};
 use super::runtime::FILESYSTEM_TYPES;
 
 /// Most levels of directories below a sandbox's top (`/tmp/a` is level 1).
@@ -72,16 +72,25 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
             Box::new(async move {
                 let state = store.data_mut();
                 let dir = Resource::new_borrow(fd.rep());
-                if let Err(e) = state
-                    .filesystem()
-                    .create_directory_at(fd, path.clone())
-                    .await
-                {
-                    return Ok((Err(e.downcast()?),));
+                let created = new_entry(state, async |fs| {
+                    fs.create_directory_at(fd, path.clone()).await
+                })
+                .await?;
+                if let Err(e) = created {
+                    return Ok((Err(e),));
                 }
-                if state.imports.quota.is_some() && too_deep(reach(state, &dir, &path).await) {
-                    let _ = state.filesystem().remove_directory_at(dir, path).await;
-                    return Ok((Err(ErrorCode::NameTooLong),));
+                if let Some(quota) = state.imports.quota.clone() {
+                    if too_deep(reach(state, &dir, &path).await) {
+                        if state
+                            .filesystem()
+                            .remove_directory_at(dir, path)
+                            .await
+                            .is_ok()
+                        {
+                            quota.remove_entry();
+                        }
+                        return Ok((Err(ErrorCode::NameTooLong),));
+                    }
                 }
                 Ok((Ok(()),))
             })

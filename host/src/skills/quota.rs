@@ -12,6 +12,12 @@
 //! (`unlink-file-at`) gives back its apparent size, which is therefore never more than was
 //! charged for it. Separate processes (replicas) keep separate accounts: each measures the
 //! disk when a user's first call starts, and refuses every write once it is over the quota.
+//!
+//! The account also counts entries (files, directories, symlinks, hard links), which cost the
+//! disk inodes and blocks whatever their apparent size: creating one past `max_files` fails
+//! with `quota` (EDQUOT), deleting one gives it back. The creating functions are shadowed here
+//! (`symlink-at`, `link-at`) and beside the other limits they carry ([`new_entry`] is called by
+//! `open-at` in `descriptors` and `create-directory-at` in `nesting`).
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -39,6 +45,10 @@ use super::runtime::FILESYSTEM_TYPES;
 
 /// Default quota of a sandbox: 100 MiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 100 << 20;
+/// Default most entries (files, directories, symlinks) of a sandbox. Each costs the disk an
+/// inode, and a directory a block, whatever its apparent size: 20,000 bound that to about
+/// 80 MiB beside the byte quota.
+pub const DEFAULT_MAX_FILES: u64 = 20_000;
 /// Linux's ENOSPC, which wasmtime-wasi maps to `insufficient-space`.
 const ENOSPC: i32 = 28;
 
@@ -51,12 +61,12 @@ pub(crate) struct Accounts {
 impl Accounts {
     /// The account of the sandbox `dir`: the one its running calls charge, else a new one
     /// measured now against `limit`. It lives as long as a call holds it.
-    pub(crate) fn open(&self, dir: &Path, limit: u64) -> io::Result<Arc<Quota>> {
+    pub(crate) fn open(&self, dir: &Path, limit: u64, max_files: u64) -> io::Result<Arc<Quota>> {
         if let Some(live) = self.live(dir) {
             return Ok(live);
         }
         // Measured outside the lock, so a large sandbox does not hold up other users' calls.
-        let measured = Quota::measure(dir, limit)?;
+        let measured = Quota::measure(dir, limit, max_files)?;
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(live) = open.get(dir).and_then(Weak::upgrade) {
             return Ok(live);
@@ -76,18 +86,46 @@ impl Accounts {
 #[derive(Debug)]
 pub(crate) struct Quota {
     root: PathBuf,
+    max_files: u64,
+    files: AtomicU64,
     limit: u64,
     used: AtomicU64,
 }
 
 impl Quota {
     /// Measures `dir` (apparent sizes of every file under it) against `limit`.
-    pub(crate) fn measure(dir: &Path, limit: u64) -> io::Result<Arc<Self>> {
+    pub(crate) fn measure(dir: &Path, limit: u64, max_files: u64) -> io::Result<Arc<Self>> {
+        let found = walk(rustix::fs::openat(
+            rustix::fs::CWD,
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)?;
         Ok(Arc::new(Self {
             root: std::fs::canonicalize(dir)?,
+            max_files,
+            files: AtomicU64::new(found.entries),
             limit,
-            used: AtomicU64::new(tree_size(dir)?),
+            used: AtomicU64::new(found.bytes),
         }))
+    }
+
+    /// Counts one more entry (file, directory, symlink, hard link), or refuses past the limit.
+    pub(crate) fn add_entry(&self) -> bool {
+        self.files
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |files| {
+                (files < self.max_files).then_some(files + 1)
+            })
+            .is_ok()
+    }
+
+    /// Counts one entry less.
+    pub(crate) fn remove_entry(&self) {
+        let _ = self
+            .files
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |files| {
+                Some(files.saturating_sub(1))
+            });
     }
 
     /// The sandbox's directory on the host, as the kernel names it (symlinks resolved).
@@ -121,22 +159,13 @@ impl Quota {
     }
 }
 
-/// Apparent size of everything under `dir`; symlinks count as themselves, never followed.
-fn tree_size(dir: &Path) -> io::Result<u64> {
-    let root = rustix::fs::openat(
-        rustix::fs::CWD,
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(walk(root)?.bytes)
-}
-
 /// What [`walk`] found under a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TreeSize {
     /// Apparent size of every file and symlink.
     pub(crate) bytes: u64,
+    /// Entries below the top: files, directories, symlinks.
+    pub(crate) entries: u64,
     /// Levels of directories below the top one (0 when it has no subdirectory).
     pub(crate) height: usize,
 }
@@ -158,6 +187,7 @@ pub(crate) fn walk(top: OwnedFd) -> io::Result<TreeSize> {
     let mut current = top;
     let mut found = TreeSize {
         bytes: 0,
+        entries: 0,
         height: 0,
     };
     // Per level of the walk, the subdirectories still to visit.
@@ -176,6 +206,7 @@ pub(crate) fn walk(top: OwnedFd) -> io::Result<TreeSize> {
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => return Err(e.into()),
             };
+            found.entries += 1;
             if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
                 subdirs.push(name.to_owned());
             } else {
@@ -386,6 +417,58 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
                     Ok(()) => {
                         if let Some(quota) = &state.imports.quota {
                             quota.credit(freed);
+                            quota.remove_entry();
+                        }
+                        Ok((Ok(()),))
+                    }
+                    Err(e) => Ok((Err(error_code(e)?),)),
+                }
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.symlink-at",
+        |mut store: StoreContextMut<'_, CallState>,
+         (fd, old_path, new_path): (Resource<Descriptor>, String, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let created = new_entry(state, async |fs| {
+                    fs.symlink_at(fd, old_path, new_path).await
+                })
+                .await;
+                Ok((created?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.link-at",
+        |mut store: StoreContextMut<'_, CallState>,
+         (fd, flags, old_path, new_fd, new_path): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            Resource<Descriptor>,
+            String,
+        )| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let created = new_entry(state, async |fs| {
+                    fs.link_at(fd, flags, old_path, new_fd, new_path).await
+                })
+                .await;
+                Ok((created?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.remove-directory-at",
+        |mut store: StoreContextMut<'_, CallState>, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                match state.filesystem().remove_directory_at(fd, path).await {
+                    Ok(()) => {
+                        if let Some(quota) = &state.imports.quota {
+                            quota.remove_entry();
                         }
                         Ok((Ok(()),))
                     }
@@ -398,6 +481,30 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
     Ok(())
 }
 
+/// Runs `create`, which makes one entry in the sandbox, if the sandbox's entry count allows;
+/// the count is given back when `create` fails. Past the count the guest sees `quota`
+/// (EDQUOT, "Disk quota exceeded").
+pub(crate) async fn new_entry<T>(
+    state: &mut CallState,
+    create: impl AsyncFnOnce(
+        &mut wasmtime_wasi::filesystem::WasiFilesystemCtxView<'_>,
+    ) -> Result<T, FsError>,
+) -> wasmtime::Result<Result<T, ErrorCode>> {
+    let quota = state.imports.quota.clone();
+    if quota.as_ref().is_some_and(|q| !q.add_entry()) {
+        return Ok(Err(ErrorCode::Quota));
+    }
+    match create(&mut state.filesystem()).await {
+        Ok(done) => Ok(Ok(done)),
+        Err(e) => {
+            if let Some(quota) = quota {
+                quota.remove_entry();
+            }
+            Ok(Err(error_code(e)?))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,10 +515,15 @@ mod tests {
         std::fs::write(dir.path().join("a"), vec![0; 600]).unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/b"), vec![0; 300]).unwrap();
-        let quota = Quota::measure(dir.path(), 1000).unwrap();
+        let quota = Quota::measure(dir.path(), 1000, 4).unwrap();
         assert_eq!(quota.sizes().used, 900);
         assert!(quota.charge(100));
         assert!(!quota.charge(1), "past the limit");
         assert_eq!(quota.sizes().used, 1000);
+        // a, sub and sub/b of at most 4 entries: room for one more.
+        assert!(quota.add_entry());
+        assert!(!quota.add_entry(), "past the entry limit");
+        quota.remove_entry();
+        assert!(quota.add_entry());
     }
 }

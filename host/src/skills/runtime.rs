@@ -40,6 +40,8 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Most bytes one user's sandbox may hold.
     pub sandbox_quota: u64,
+    /// Most entries (files, directories, symlinks) one user's sandbox may hold.
+    pub sandbox_max_files: u64,
     /// Most bytes of linear memory all running skills may hold together.
     pub max_total_memory: u64,
 }
@@ -51,6 +53,7 @@ impl RuntimeConfig {
             sandbox_root: data_dir.join("sandboxes"),
             cache_dir: Some(data_dir.join("cache").join("components")),
             sandbox_quota: super::quota::DEFAULT_QUOTA_BYTES,
+            sandbox_max_files: super::quota::DEFAULT_MAX_FILES,
             max_total_memory: default_total_memory(),
         }
     }
@@ -129,6 +132,7 @@ pub struct Runtime {
     linker: Linker<CallState>,
     sandboxes: Sandboxes,
     sandbox_quota: u64,
+    sandbox_max_files: u64,
     accounts: super::quota::Accounts,
     memory: Arc<MemoryBudget>,
     cache_dir: Option<PathBuf>,
@@ -138,7 +142,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine: component model, fuel, epoch deadlines and a pooling
-    /// allocator sized for [`MAX_CONCURRENT_CALLS`] skills of up to [`MAX_MEMORY_MB`] MiB each.
+    /// allocator sized for `MAX_CONCURRENT_CALLS` skills of up to `MAX_MEMORY_MB` MiB each.
     pub fn new(config: RuntimeConfig) -> Result<Self, EngineError> {
         let engine_error = |e: wasmtime::Error| EngineError(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::new();
@@ -177,6 +181,7 @@ impl Runtime {
             linker,
             sandboxes: Sandboxes::new(config.sandbox_root),
             sandbox_quota: config.sandbox_quota,
+            sandbox_max_files: config.sandbox_max_files,
             accounts: super::quota::Accounts::default(),
             memory: Arc::new(MemoryBudget::new(config.max_total_memory)),
             cache_dir: config.cache_dir,
@@ -192,6 +197,11 @@ impl Runtime {
     /// Most bytes one user's sandbox may hold.
     pub fn sandbox_quota(&self) -> u64 {
         self.sandbox_quota
+    }
+
+    /// Most entries one user's sandbox may hold.
+    pub fn sandbox_max_files(&self) -> u64 {
+        self.sandbox_max_files
     }
 
     /// The memory budget of all running skills.
