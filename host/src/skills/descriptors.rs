@@ -6,7 +6,7 @@
 //! [`MAX_OPEN`], leaving room for the streams of what is open. WASI has no "too many open files"
 //! code: the guest sees `insufficient-memory` (ENOMEM).
 
-use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::component::{LinkerInstance, Resource, ResourceTable};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::types::{
@@ -16,7 +16,6 @@ use wasmtime_wasi::WasiView;
 
 use super::call::CallState;
 use super::quota::new_entry;
-use super::runtime::FILESYSTEM_TYPES;
 
 /// Resources one call may hold at once; past it, creating one traps the call.
 pub const MAX_RESOURCES: usize = 1024;
@@ -46,9 +45,7 @@ fn room_to_open(table: &mut ResourceTable) -> bool {
 }
 
 /// Shadows `open-at` with a version that refuses past [`MAX_OPEN`].
-pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    let mut types = linker.instance(FILESYSTEM_TYPES)?;
+pub(crate) fn shadow(types: &mut LinkerInstance<'_, CallState>) -> wasmtime::Result<()> {
     types.func_wrap_async(
         "[method]descriptor.open-at",
         |mut store: StoreContextMut<'_, CallState>,
@@ -91,6 +88,5 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
             })
         },
     )?;
-    linker.allow_shadowing(false);
     Ok(())
 }

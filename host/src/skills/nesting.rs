@@ -9,7 +9,7 @@
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::{LinkerInstance, Resource};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::types::{
@@ -19,7 +19,6 @@ use wasmtime_wasi::WasiView;
 
 use super::call::CallState;
 use super::quota::{new_entry, walk};
-use super::runtime::FILESYSTEM_TYPES;
 
 /// Most levels of directories below a sandbox's top (`/tmp/a` is level 1).
 pub const MAX_DEPTH: usize = 64;
@@ -63,9 +62,7 @@ fn too_deep(reach: Option<usize>) -> bool {
 }
 
 /// Shadows `create-directory-at` and `rename-at` with versions that undo what nests too deep.
-pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    let mut types = linker.instance(FILESYSTEM_TYPES)?;
+pub(crate) fn shadow(types: &mut LinkerInstance<'_, CallState>) -> wasmtime::Result<()> {
     types.func_wrap_async(
         "[method]descriptor.create-directory-at",
         |mut store: StoreContextMut<'_, CallState>, (fd, path): (Resource<Descriptor>, String)| {
@@ -145,6 +142,5 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
             })
         },
     )?;
-    linker.allow_shadowing(false);
     Ok(())
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::Bytes;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::{LinkerInstance, Resource};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, HostDescriptor, PathFlags};
@@ -41,7 +41,6 @@ use wasmtime_wasi::WasiView;
 use super::bindings::molten::skill::sandbox::{self, Sizes};
 use super::call::CallState;
 use super::host_log::Imports;
-use super::runtime::FILESYSTEM_TYPES;
 
 /// Default quota of a sandbox: 100 MiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 100 << 20;
@@ -335,11 +334,9 @@ fn wrap_stream(
     Ok((Ok(table.push(wrapped)?),))
 }
 
-/// Shadows the writing functions of `wasi:filesystem/types` with quota-charging versions, and
-/// file deletion with one that gives the bytes back.
-pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    let mut types = linker.instance(FILESYSTEM_TYPES)?;
+/// Shadows the functions that add bytes (quota-charging versions), that delete a file (giving
+/// its bytes and entry back), and that create or remove other entries (counting them).
+pub(crate) fn shadow(types: &mut LinkerInstance<'_, CallState>) -> wasmtime::Result<()> {
     types.func_wrap_async(
         "[method]descriptor.write-via-stream",
         |mut store: StoreContextMut<'_, CallState>, (fd, offset): (Resource<Descriptor>, u64)| {
@@ -477,7 +474,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
             })
         },
     )?;
-    linker.allow_shadowing(false);
     Ok(())
 }
 

@@ -26,8 +26,21 @@ pub const MAX_CONCURRENT_CALLS: u32 = 32;
 /// Fuel a skill burns between yields to the async executor (a few milliseconds of compute).
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 /// The `wasi:filesystem/types` version wasmtime-wasi 48 links: the functions the host shadows
-/// (quota, descriptors, nesting) must name it.
-pub(crate) const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+/// must name it.
+const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+/// Replaces wasmtime-wasi's own versions of the `wasi:filesystem` functions through which a
+/// skill consumes a share of the host: bytes and entries (`quota`), descriptors
+/// (`descriptors`), nesting (`nesting`). Each delegates to wasmtime-wasi after its checks.
+fn shadow_filesystem(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(FILESYSTEM_TYPES)?;
+    super::quota::shadow(&mut types)?;
+    super::descriptors::shadow(&mut types)?;
+    super::nesting::shadow(&mut types)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 /// Wasm stack a call may use before a stack-overflow trap.
 const MAX_WASM_STACK: usize = 1 << 20;
 
@@ -168,9 +181,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
-        super::quota::add_to_linker(&mut linker).map_err(engine_error)?;
-        super::descriptors::add_to_linker(&mut linker).map_err(engine_error)?;
-        super::nesting::add_to_linker(&mut linker).map_err(engine_error)?;
+        shadow_filesystem(&mut linker).map_err(engine_error)?;
         SkillWorld::add_to_linker::<CallState, HasImports>(&mut linker, |state| &mut state.imports)
             .map_err(engine_error)?;
 
