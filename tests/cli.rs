@@ -116,7 +116,7 @@ fn errors_exit_non_zero_with_a_message() {
     let bad_json = molten(data.path(), &["skill", "run", "text_editor", "{not json"]);
     assert_eq!(bad_json.status.code(), Some(1));
     assert!(
-        text(&bad_json.stderr).contains("error: invalid input: The arguments are not valid"),
+        text(&bad_json.stderr).contains("error: invalid input: the arguments are not valid JSON"),
         "{}",
         text(&bad_json.stderr)
     );

@@ -186,7 +186,7 @@ async fn email_send_checks_recipients_and_sends() {
         ),
         (
             json!({"to": [], "subject": "s", "body": "b"}),
-            "at least one",
+            "at '/to': minimum 1 items required",
         ),
         (
             json!({"to": ["a@x.io"], "subject": "s", "body": " "}),

@@ -51,8 +51,8 @@ async fn load_with_one_error(dirs: &[&Path]) -> Host {
     host
 }
 
-fn the_error(host: &Host) -> &LoadError {
-    &host.registry.errors()[0]
+fn the_error(host: &Host) -> std::sync::Arc<LoadError> {
+    host.registry.errors()[0].clone()
 }
 
 fn mentions(message: &str, path: &Path) -> bool {
@@ -73,7 +73,7 @@ async fn a_corrupt_component_is_refused_naming_the_file() {
         let host = load_with_one_error(&[&skills]).await;
         let error = the_error(&host);
         assert!(
-            matches!(error, LoadError::Compile { .. }),
+            matches!(&*error, LoadError::Compile { .. }),
             "{name}: {error:?}"
         );
         let message = error.to_string();
@@ -94,7 +94,7 @@ async fn a_component_of_another_world_is_refused_naming_the_file() {
     let (_dir, skills) = dir_with("not_a_skill", &other);
     let host = load_with_one_error(&[&skills]).await;
     let error = the_error(&host);
-    assert!(matches!(error, LoadError::World { .. }), "{error:?}");
+    assert!(matches!(&*error, LoadError::World { .. }), "{error:?}");
     let message = error.to_string();
     assert!(
         mentions(&message, &skills.join("not_a_skill.wasm")),
@@ -114,7 +114,7 @@ async fn describe_must_agree_with_the_manifest() {
     let host = load_with_one_error(&[&skills]).await;
     let message = the_error(&host).to_string();
     assert!(
-        matches!(the_error(&host), LoadError::Describe { .. }),
+        matches!(&*the_error(&host), LoadError::Describe { .. }),
         "{message}"
     );
     assert!(
@@ -155,7 +155,7 @@ async fn manifest_problems_name_the_file_and_field() {
         let host = load_with_one_error(&[&skills]).await;
         let message = the_error(&host).to_string();
         assert!(
-            matches!(the_error(&host), LoadError::Manifest { .. }),
+            matches!(&*the_error(&host), LoadError::Manifest { .. }),
             "{message}"
         );
         assert!(mentions(&message, &manifest), "{message}");
@@ -169,7 +169,7 @@ async fn missing_halves_of_a_skill_are_reported() {
     std::fs::remove_file(skills.join("probe.wasm")).unwrap();
     let host = load_with_one_error(&[&skills]).await;
     assert!(
-        matches!(the_error(&host), LoadError::Read { .. }),
+        matches!(&*the_error(&host), LoadError::Read { .. }),
         "{:?}",
         the_error(&host)
     );
@@ -198,7 +198,9 @@ async fn the_first_of_two_skills_with_one_name_wins() {
         &std::fs::read(built("test-skills", "probe.wasm")).unwrap(),
     );
     let host = load_with_one_error(&[&builtin, &skills]).await;
-    assert!(matches!(the_error(&host), LoadError::Duplicate { name, .. } if name == "text_editor"));
+    assert!(
+        matches!(&*the_error(&host), LoadError::Duplicate { name, .. } if name == "text_editor")
+    );
     assert_eq!(
         host.registry.get("text_editor").unwrap().component_path(),
         builtin.join("text_editor.wasm")
@@ -211,14 +213,15 @@ async fn a_missing_directory_is_reported() {
     let builtin = root().join("target").join("skills");
     let missing = root().join("target").join("no-such-skills-dir");
     let host = load_with_one_error(&[&builtin, &missing]).await;
-    assert!(matches!(the_error(&host), LoadError::Directory { .. }));
+    assert!(matches!(&*the_error(&host), LoadError::Directory { .. }));
     assert!(mentions(&the_error(&host).to_string(), &missing));
 }
 
 #[tokio::test]
 async fn the_tool_definition_comes_from_describe() {
     let host = Host::builtin().await;
-    let definition = host.registry.get("text_editor").unwrap().definition();
+    let skill = host.registry.get("text_editor").unwrap();
+    let definition = skill.definition();
     assert_eq!(definition.name, "text_editor");
     assert!(definition.description.contains("str_replace"));
     assert_eq!(definition.parameters["type"], "object");
@@ -263,7 +266,7 @@ async fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
         .collect();
     assert_eq!(
         entries.len(),
-        registry.skills().count(),
+        registry.skills().len(),
         "one entry a skill: {entries:?}"
     );
     assert!(entries

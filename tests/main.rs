@@ -40,6 +40,7 @@ mod key_vault;
 mod limits;
 mod loading;
 mod pipeline;
+mod plugins;
 mod queue;
 mod scale;
 mod store;

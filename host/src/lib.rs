@@ -17,6 +17,7 @@ pub mod ingress;
 pub mod llm;
 pub mod metrics;
 pub mod net;
+pub mod plugins;
 pub mod queue;
 pub mod redact;
 pub mod secrets;

@@ -1,6 +1,7 @@
 //! The `molten` command line.
 
-use std::io::{IsTerminal as _, Write as _};
+mod skill_cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use clap::{Parser, Subcommand};
 use molten::azure::KeyVaultSecrets;
 use molten::config::{AzureConfig, Config};
 use molten::service::{Role, Service};
-use molten::skills::{CallContext, Registry, Runtime, Skill};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::watch;
 
@@ -55,32 +55,7 @@ enum Command {
     Chat,
     /// List and run skills.
     #[command(subcommand)]
-    Skill(SkillCommand),
-}
-
-#[derive(Subcommand)]
-enum SkillCommand {
-    /// List the loaded skills with their limits and capabilities, and any that failed to load.
-    List,
-    /// Run one skill once and print its output.
-    Run {
-        /// The skill's name, as `molten skill list` shows it.
-        name: String,
-        /// The arguments: a JSON object matching the skill's parameters, or `-` to read it
-        /// from standard input (for arguments too long for a command line).
-        arguments: String,
-        /// The user whose sandbox the skill works in.
-        #[arg(long, default_value = "cli")]
-        user: String,
-        /// The conversation the call belongs to.
-        #[arg(long, default_value = "cli")]
-        session: String,
-        /// Print the skill's output and errors byte for byte. By default control characters
-        /// are shown escaped when printing to a terminal, so that a skill cannot clear the
-        /// screen, retitle the window or write the clipboard.
-        #[arg(long)]
-        raw: bool,
-    },
+    Skill(skill_cli::SkillCommand),
 }
 
 fn main() -> ExitCode {
@@ -120,12 +95,19 @@ fn raise_open_files_limit() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let env = |var: &str| std::env::var(var).ok();
-    let azure = Config::load_azure(cli.config.as_deref(), cli.data_dir.as_deref(), env)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Signing needs no configuration: it runs where plugins are built.
+    let cli = match cli.command {
+        Command::Skill(command) if !command.needs_config() => {
+            return tokio.block_on(skill_cli::run(None, command))
+        }
+        command => Cli { command, ..cli },
+    };
+    let env = |var: &str| std::env::var(var).ok();
+    let azure = Config::load_azure(cli.config.as_deref(), cli.data_dir.as_deref(), env)?;
     tokio.block_on(async {
         // Settings the environment leaves unset may live in Key Vault: they are read from
         // there before the config is checked.
@@ -144,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             |var| env(var).or_else(|| from_vault.get(var).cloned()),
         )?;
         match cli.command {
-            Command::Skill(command) => skill_command(&config, command).await,
+            Command::Skill(command) => skill_cli::run(Some(&config), command).await,
             Command::Serve { role, listen } => serve(config, role, listen).await,
             Command::Chat => chat(config).await,
         }
@@ -222,187 +204,11 @@ async fn chat(mut config: Config) -> anyhow::Result<ExitCode> {
 }
 
 /// The configured Key Vault, reached with the replica's Entra identity.
-fn vault(azure: &AzureConfig) -> anyhow::Result<Option<Arc<KeyVaultSecrets>>> {
+pub(crate) fn vault(azure: &AzureConfig) -> anyhow::Result<Option<Arc<KeyVaultSecrets>>> {
     if azure.key_vault_url.is_none() {
         return Ok(None);
     }
     let http = molten::service::http_client()?;
     let entra = molten::service::azure_identity(azure, &http)?;
     Ok(molten::service::key_vault(azure, &http, Some(&entra))?)
-}
-
-async fn skill_command(config: &Config, command: SkillCommand) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(config.runtime())?;
-    let vault = vault(&config.azure)?.map(|v| v as Arc<dyn molten::secrets::SecretStore>);
-    let registry = Registry::load(
-        Arc::new(runtime),
-        &config.skills_dirs,
-        &config.grants(vault),
-    )
-    .await;
-    match command {
-        SkillCommand::List => list(&registry),
-        SkillCommand::Run {
-            name,
-            arguments,
-            user,
-            session,
-            raw,
-        } => {
-            if registry.get(&name).is_none() {
-                report_load_errors(&registry);
-            }
-            let arguments = if arguments == "-" {
-                std::io::read_to_string(std::io::stdin())
-                    .context("cannot read the arguments from standard input")?
-            } else {
-                arguments
-            };
-            let context = CallContext::new(user, session);
-            match registry.invoke(&name, &arguments, &context).await {
-                Ok(output) => {
-                    let mut stdout = std::io::stdout().lock();
-                    let output = shown(output, raw || !stdout.is_terminal());
-                    stdout.write_all(output.as_bytes())?;
-                    if !output.ends_with('\n') {
-                        stdout.write_all(b"\n")?;
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error) => {
-                    let raw = raw || !std::io::stderr().is_terminal();
-                    eprintln!("error: {}", shown(error.to_string(), raw));
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
-    }
-}
-
-/// A skill's text for a terminal: control characters other than newline and tab shown as
-/// `\u{..}` escapes, so no escape sequence reaches the terminal; as it is when `raw`.
-fn shown(text: String, raw: bool) -> String {
-    if raw || !text.chars().any(is_terminal_control) {
-        return text;
-    }
-    text.chars()
-        .map(|c| {
-            if is_terminal_control(c) {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-/// A character a terminal may act on (C0 and C1 controls), newline and tab aside.
-fn is_terminal_control(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
-}
-
-fn list(registry: &Registry) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
-    // Descriptions come from the skills themselves: no escape sequences on a terminal.
-    let raw = !out.is_terminal();
-    for skill in registry.skills() {
-        writeln!(out, "{}", shown(describe_skill(skill), raw))?;
-    }
-    if registry.skills().next().is_none() {
-        writeln!(out, "no skills loaded")?;
-    }
-    report_load_errors(registry);
-    Ok(if registry.errors().is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-fn describe_skill(skill: &Skill) -> String {
-    let m = skill.manifest();
-    let l = m.limits;
-    let mut http = String::new();
-    if !m.capabilities.http.is_empty() {
-        let granted: Vec<String> = skill
-            .http()
-            .map(|p| p.rules().iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
-        let asked: Vec<String> = m
-            .capabilities
-            .http
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        http = format!(
-            "\n  http: asks {}; granted {}",
-            asked.join(", "),
-            if granted.is_empty() {
-                format!(
-                    "nothing (add [skills.{}] http = [...] to the config)",
-                    m.name
-                )
-            } else {
-                granted.join(", ")
-            }
-        );
-        for secret in &m.capabilities.secrets {
-            let state = if skill.unbound_secrets().contains(&secret.name) {
-                format!(
-                    "NOT BOUND by the operator, never sent (add secrets = [\"{}\"] to [skills.{}])",
-                    secret.name, m.name
-                )
-            } else if skill.missing_secrets().contains(&secret.name) {
-                format!("NOT SET (set {})", molten::secrets::env_name(&secret.name))
-            } else if skill.http().is_some() {
-                "set".to_owned()
-            } else {
-                "unused without a grant".to_owned()
-            };
-            http.push_str(&format!(
-                "\n  secret {} -> {} header of {}: {state}",
-                secret.name, secret.header, secret.host
-            ));
-        }
-    }
-    format!(
-        "{name}\n  {description}\n  limits: fuel {fuel}, timeout {timeout} ms, memory {memory} MiB, output {output} KiB\n  capabilities: filesystem {fs}{http}\n  component: {path}",
-        name = m.name,
-        description = m.description,
-        fuel = l.fuel,
-        timeout = l.timeout.as_millis(),
-        memory = l.memory_bytes >> 20,
-        output = l.output_bytes >> 10,
-        fs = m.capabilities.filesystem,
-        path = skill.component_path().display(),
-    )
-}
-
-fn report_load_errors(registry: &Registry) {
-    for error in registry.errors() {
-        eprintln!("error: skill not loaded: {error}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{is_terminal_control, shown};
-
-    #[test]
-    fn terminal_control_sequences_from_a_skill_are_shown_escaped() {
-        // Clear screen, window title, clipboard write (OSC 52), and C1's CSI.
-        let hostile = "a\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;aGk=\u{7}\u{9b}31m\tb\n".to_owned();
-        let safe = shown(hostile.clone(), false);
-        assert!(!safe.chars().any(is_terminal_control));
-        assert_eq!(
-            safe,
-            "a\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{1b}]52;c;aGk=\\u{7}\\u{9b}31m\tb\n"
-        );
-        assert_eq!(
-            shown(hostile.clone(), true),
-            hostile,
-            "--raw keeps the bytes"
-        );
-        assert_eq!(shown("plain\n".into(), false), "plain\n");
-    }
 }

@@ -16,6 +16,7 @@ use crate::ingress::{router, AppState};
 use crate::llm::safety::SafetyFilter;
 use crate::llm::OpenAiClient;
 use crate::metrics::Metrics;
+use crate::plugins::{BlobStore, DirStore, PluginStore, Plugins};
 use crate::queue::{AzureQueue, SqliteQueue, WorkQueue};
 use crate::redact::Redactor;
 use crate::skills::{Registry, Runtime};
@@ -58,6 +59,9 @@ pub enum StartError {
     /// An Azure account, identity or vault setting is unusable.
     #[error("{0}")]
     Azure(String),
+    /// The plugin store cannot be opened.
+    #[error("{0}; check [plugins] dir or container")]
+    Plugins(String),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}; choose another server.listen or MOLTEN_LISTEN")]
     Listen {
@@ -76,6 +80,8 @@ pub struct Service {
     pub state: AppState,
     /// The consumer.
     pub worker: Arc<Worker>,
+    /// Keeps the skills equal to the plugin store.
+    pub plugins: Arc<Plugins>,
 }
 
 /// An HTTP client for platforms and the model, with TLS from rustls and the system's roots.
@@ -95,7 +101,8 @@ impl Service {
         let config = Arc::new(config);
         let http = http_client()?;
         let entra = entra_credential(&config, &http)?;
-        let (queue, store) = open_state(&config, &http, entra.as_ref()).await?;
+        let account = storage_account(&config, &http, entra.as_ref())?;
+        let (queue, store) = open_state(&config, account.as_ref()).await?;
         let vault = key_vault(&config.azure, &http, entra.as_ref())?
             .map(|vault| vault as Arc<dyn crate::secrets::SecretStore>);
         let runtime = Runtime::new(config.runtime())?;
@@ -109,6 +116,10 @@ impl Service {
         );
         for error in registry.errors() {
             tracing::error!(%error, "skill not loaded");
+        }
+        let plugins = Arc::new(open_plugins(&config, account.as_ref(), registry.clone()).await?);
+        if let Err(error) = plugins.sync().await {
+            tracing::error!(%error, "cannot read the plugin store; trying again every plugins.poll_secs");
         }
         let mut secrets = config.secret_values();
         secrets.extend(registry.secret_values());
@@ -159,6 +170,7 @@ impl Service {
             config,
             state,
             worker,
+            plugins,
         })
     }
 
@@ -170,6 +182,7 @@ impl Service {
         listener: Option<TcpListener>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), StartError> {
+        tokio::spawn(self.plugins.clone().run(shutdown.clone()));
         let worker = (role != Role::Ingress).then(|| {
             let shutdown = shutdown.clone();
             tokio::spawn(self.worker.clone().run(shutdown))
@@ -249,23 +262,69 @@ pub fn key_vault(
         .map_err(StartError::Azure)
 }
 
-/// The queue and the store: SQLite in the data directory, or Azure Storage when configured.
-async fn open_state(
+/// The Azure storage account, when `[azure] storage` is set.
+pub fn storage_account(
     config: &Config,
     http: &reqwest::Client,
     entra: Option<&Arc<dyn TokenCredential>>,
+) -> Result<Option<StorageAccount>, StartError> {
+    config
+        .azure
+        .storage
+        .as_ref()
+        .map(|connection| {
+            StorageAccount::from_connection_string(connection, entra.cloned(), http.clone())
+                .map_err(|e| StartError::Azure(e.to_string()))
+        })
+        .transpose()
+}
+
+/// The plugin store: the blob container when `plugins.container` is set, else the directory.
+pub async fn plugin_store(
+    config: &Config,
+    account: Option<&StorageAccount>,
+) -> Result<Arc<dyn PluginStore>, StartError> {
+    let plugin_error = |e: crate::plugins::PluginError| StartError::Plugins(e.to_string());
+    Ok(match (&config.plugins.container, account) {
+        (Some(container), Some(account)) => Arc::new(
+            BlobStore::open(account, container)
+                .await
+                .map_err(plugin_error)?,
+        ),
+        _ => Arc::new(DirStore::open(&config.plugins.dir).map_err(plugin_error)?),
+    })
+}
+
+async fn open_plugins(
+    config: &Config,
+    account: Option<&StorageAccount>,
+    registry: Arc<Registry>,
+) -> Result<Plugins, StartError> {
+    let store = plugin_store(config, account).await?;
+    let policy = &config.plugins.policy;
+    tracing::info!(
+        store = %store.location(),
+        signatures = if policy.trust.require_signatures { "required" } else { "optional" },
+        trusted_keys = policy.trust.keys.len(),
+        "plugin store"
+    );
+    Ok(Plugins::new(store, registry, policy.clone()))
+}
+
+/// The queue and the store: SQLite in the data directory, or Azure Storage when configured.
+async fn open_state(
+    config: &Config,
+    account: Option<&StorageAccount>,
 ) -> Result<(Arc<dyn WorkQueue>, Arc<dyn Store>), StartError> {
-    let Some(connection) = &config.azure.storage else {
+    let Some(account) = account else {
         return Ok((
             Arc::new(SqliteQueue::open(&config.queue_path)?),
             Arc::new(SqliteStore::open(&config.state_path())?),
         ));
     };
-    let account = StorageAccount::from_connection_string(connection, entra.cloned(), http.clone())
-        .map_err(|e| StartError::Azure(e.to_string()))?;
     let azure = &config.azure;
-    let queue = AzureQueue::open(&account, &azure.queue, &azure.table_prefix).await?;
-    let store = AzureStore::open(&account, &azure.container, &azure.table_prefix).await?;
+    let queue = AzureQueue::open(account, &azure.queue, &azure.table_prefix).await?;
+    let store = AzureStore::open(account, &azure.container, &azure.table_prefix).await?;
     tracing::info!(queue = %azure.queue, container = %azure.container, "state in Azure Storage");
     Ok((Arc::new(queue), Arc::new(store)))
 }

@@ -92,6 +92,7 @@ impl Agent {
         let tools: Vec<Tool> = self
             .registry
             .skills()
+            .iter()
             .map(|skill| Tool::from(skill.definition()))
             .collect();
         let context = CallContext::new(envelope.user_key(), envelope.session_key());

@@ -74,26 +74,7 @@ pub(super) fn build_azure(a: AzureFile) -> Result<AzureConfig, ConfigError> {
         let value = value
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| default.to_owned());
-        let ok = (3..=56).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || (!table && b == b'-'))
-            && value.as_bytes()[0].is_ascii_lowercase();
-        if ok {
-            Ok(value)
-        } else {
-            Err(ConfigError::Invalid {
-                key: format!("azure.{key}"),
-                message: format!(
-                    "{value:?}: use 3 to 56 lower-case letters{}, starting with a letter",
-                    if table {
-                        " and digits"
-                    } else {
-                        ", digits and hyphens"
-                    }
-                ),
-            })
-        }
+        storage_name(&format!("azure.{key}"), value, table)
     };
     Ok(AzureConfig {
         storage,
@@ -107,4 +88,29 @@ pub(super) fn build_azure(a: AzureFile) -> Result<AzureConfig, ConfigError> {
             .transpose()?,
         client_id: a.client_id.filter(|c| !c.is_empty()),
     })
+}
+
+/// Checks the name of a queue or blob container (`table`: of a table, which has no hyphens)
+/// for the config key `key`.
+pub(super) fn storage_name(key: &str, value: String, table: bool) -> Result<String, ConfigError> {
+    let ok = (3..=56).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || (!table && b == b'-'))
+        && value.as_bytes()[0].is_ascii_lowercase();
+    if ok {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            message: format!(
+                "{value:?}: use 3 to 56 lower-case letters{}, starting with a letter",
+                if table {
+                    " and digits"
+                } else {
+                    ", digits and hyphens"
+                }
+            ),
+        })
+    }
 }

@@ -8,6 +8,7 @@
 mod azure;
 mod channels;
 mod llm;
+mod plugins;
 mod server;
 mod skills;
 #[cfg(test)]
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use self::azure::AzureConfig;
 pub use self::channels::{DiscordConfig, SlackConfig, TelegramConfig};
 pub use self::llm::{AgentConfig, LlmConfig, LlmProvider, Price, SafetyConfig};
+pub use self::plugins::PluginsConfig;
 pub use self::server::{ServerConfig, WorkerConfig};
 pub use self::skills::GraphConfig;
 use crate::secrets::Secret;
@@ -71,6 +73,8 @@ pub struct Config {
     /// Most bytes of memory all running skills may hold together (`[runtime]
     /// max_total_memory_mb`, default half the machine's memory).
     pub max_total_memory_bytes: u64,
+    /// The plugin store (`[plugins]`).
+    pub plugins: PluginsConfig,
 }
 
 /// A configuration that cannot be used, with what to do about it.
@@ -132,6 +136,8 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_AZURE_TABLE_PREFIX", "azure", "table_prefix"),
     ("MOLTEN_KEY_VAULT_URL", "azure", "key_vault_url"),
     ("MOLTEN_SANDBOX_DIR", "sandbox", "dir"),
+    ("MOLTEN_PLUGINS_DIR", "plugins", "dir"),
+    ("MOLTEN_PLUGINS_CONTAINER", "plugins", "container"),
     ("MOLTEN_AZURE_CLIENT_ID", "azure", "client_id"),
 ];
 
@@ -166,6 +172,8 @@ struct File {
     azure: azure::AzureFile,
     #[serde(default)]
     runtime: skills::RuntimeFile,
+    #[serde(default)]
+    plugins: plugins::PluginsFile,
 }
 
 impl Config {
@@ -232,6 +240,15 @@ impl Config {
         let (sandbox_dir, sandbox_quota_bytes, sandbox_max_files) =
             file.sandbox.build(&data_dir)?;
         let max_total_memory_bytes = file.runtime.build()?;
+        let plugins = file.plugins.build(&data_dir)?;
+        if plugins.container.is_some() && azure.storage.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "plugins.container".into(),
+                message: "is a blob container, but [azure] storage is not set; set it (or \
+                          MOLTEN_AZURE_STORAGE), or remove plugins.container to use plugins.dir"
+                    .into(),
+            });
+        }
         Ok(Self {
             azure,
             grants,
@@ -249,6 +266,7 @@ impl Config {
             sandbox_quota_bytes,
             sandbox_max_files,
             max_total_memory_bytes,
+            plugins,
             prices: file.prices,
             telegram,
             slack,

@@ -52,6 +52,33 @@ pub(super) struct GrantFile {
     #[serde(default)]
     settings: BTreeMap<String, toml::Value>,
     secrets: Option<Vec<String>>,
+    enabled: Option<bool>,
+    fuel: Option<u64>,
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    output_kb: Option<u64>,
+    filesystem: Option<bool>,
+    network: Option<bool>,
+}
+
+impl GrantFile {
+    /// `enabled`, the lowered limits and the denied capabilities, checked.
+    fn policy(&self, skill: &str) -> Result<crate::skills::Policy, ConfigError> {
+        let limit = |key: &str, value: Option<u64>| -> Result<Option<u64>, ConfigError> {
+            value
+                .map(|v| positive(&format!("skills.{skill}.{key}"), Some(v), 1))
+                .transpose()
+        };
+        Ok(crate::skills::Policy {
+            enabled: self.enabled.unwrap_or(true),
+            fuel: limit("fuel", self.fuel)?,
+            timeout: limit("timeout_ms", self.timeout_ms)?.map(std::time::Duration::from_millis),
+            memory_bytes: limit("memory_mb", self.memory_mb)?.map(|mb| (mb << 20) as usize),
+            output_bytes: limit("output_kb", self.output_kb)?.map(|kb| (kb << 10) as usize),
+            filesystem: self.filesystem.unwrap_or(true),
+            network: self.network.unwrap_or(true),
+        })
+    }
 }
 
 /// `[skills.<name>]`, checked: the rules parse, the endpoints are URLs, settings are scalars.
@@ -60,6 +87,7 @@ pub(super) fn build_grants(
 ) -> Result<BTreeMap<String, crate::skills::SkillGrant>, ConfigError> {
     let mut grants = BTreeMap::new();
     for (skill, g) in files {
+        let policy = g.policy(&skill)?;
         let http = g
             .http
             .iter()
@@ -116,6 +144,7 @@ pub(super) fn build_grants(
                 g.response_kb,
                 crate::skills::http::DEFAULT_RESPONSE_BYTES >> 10,
             )? << 10,
+            policy,
         };
         grants.insert(skill, grant);
     }

@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process answers), `GET /ready` (it can do its job, and if not, what is
-//! missing), `GET /admin/status` (numbers for the operator, behind the admin bearer token).
+//! missing), `GET /admin/status` (numbers for the operator) and `GET /admin/skills` (each
+//! skill's effective grant, and the plugins refused), both behind the admin bearer token.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -8,6 +9,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::{AppError, AppState};
+use crate::skills::Origin;
 
 /// Always 200 while the process serves requests.
 pub async fn healthz() -> &'static str {
@@ -24,7 +26,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(_) => "ok".to_owned(),
         Err(e) => e.to_string(),
     };
-    let loaded = state.registry.skills().count();
+    let loaded = state.registry.skills().len();
     let skills = if loaded > 0 {
         "ok".to_owned()
     } else {
@@ -64,28 +66,15 @@ pub async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    let Some(token) = &state.config.server.admin_token else {
-        return Err(AppError::Unauthorized(
-            "the admin token is not set; set server.admin_token or MOLTEN_ADMIN_TOKEN".into(),
-        ));
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
-        return Err(AppError::Unauthorized(
-            "send Authorization: Bearer <admin token>".into(),
-        ));
-    }
+    authorize(&state, &headers)?;
     let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
     let depth = state.queue.depth().await.map_err(|e| unavailable(&e))?;
     let totals = state.store.totals().await.map_err(|e| unavailable(&e))?;
-    let skills: Vec<&str> = state
+    let skills: Vec<String> = state
         .registry
         .skills()
-        .map(|s| s.manifest().name.as_str())
+        .iter()
+        .map(|s| s.manifest().name.clone())
         .collect();
     let skill_errors: Vec<String> = state
         .registry
@@ -102,5 +91,73 @@ pub async fn status(
         "llm": state.config.llm.as_ref().map(|l| l.model.as_str()),
         "counters": state.metrics.snapshot(),
         "totals": totals,
+    })))
+}
+
+/// Refuses a request without the admin bearer token.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(token) = &state.config.server.admin_token else {
+        return Err(AppError::Unauthorized(
+            "the admin token is not set; set server.admin_token or MOLTEN_ADMIN_TOKEN".into(),
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        return Err(AppError::Unauthorized(
+            "send Authorization: Bearer <admin token>".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every live skill with the grant in effect (the manifest's ask, the operator's policy and
+/// HTTP grant intersected), the skills the operator disabled, and why others were refused.
+pub async fn skills(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers)?;
+    let registry = &state.registry;
+    let skills: Vec<Value> = registry
+        .skills()
+        .iter()
+        .map(|skill| {
+            let m = skill.manifest();
+            let origin = match skill.origin() {
+                Origin::Builtin => json!({"kind": "builtin"}),
+                Origin::Plugin { digest, key } => {
+                    json!({"kind": "plugin", "digest": digest, "signed_by": key})
+                }
+            };
+            let http: Vec<String> = skill
+                .http()
+                .map(|p| p.rules().iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            json!({
+                "name": m.name,
+                "description": skill.definition().description,
+                "origin": origin,
+                "limits": {
+                    "fuel": m.limits.fuel,
+                    "timeout_ms": m.limits.timeout.as_millis() as u64,
+                    "memory_mb": m.limits.memory_bytes >> 20,
+                    "output_kb": m.limits.output_bytes >> 10,
+                },
+                "filesystem": m.capabilities.filesystem.to_string(),
+                "http": http,
+                "secrets_not_bound": skill.unbound_secrets(),
+                "secrets_not_set": skill.missing_secrets(),
+            })
+        })
+        .collect();
+    let refused: Vec<String> = registry.errors().iter().map(|e| e.to_string()).collect();
+    Ok(Json(json!({
+        "skills": skills,
+        "disabled": registry.disabled(),
+        "refused": refused,
     })))
 }

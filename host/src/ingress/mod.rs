@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/ready", get(admin::ready))
         .route("/admin/status", get(admin::status))
+        .route("/admin/skills", get(admin::skills))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

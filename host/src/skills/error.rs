@@ -61,6 +61,23 @@ pub enum LoadError {
         /// What is wrong, naming the config key.
         reason: String,
     },
+    /// The operator disabled the skill (`[skills.<name>] enabled = false`).
+    #[error("{name}: {reason}")]
+    Disabled {
+        /// The skill.
+        name: String,
+        /// Which setting disabled it.
+        reason: String,
+    },
+    /// A plugin was refused before it was compiled: unsigned, signed by an unknown key,
+    /// tampered, not matching its pinned digest, or named like a built-in skill.
+    #[error("{path}: {reason}", path = path.display())]
+    Refused {
+        /// The file at fault.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Two skills have the same name.
     #[error("{path}: a skill named `{name}` is already loaded from {other}; remove one of them", path = path.display(), other = other.display())]
     Duplicate {

@@ -203,6 +203,8 @@ pub struct SkillGrant {
     /// names, only these are added to its requests. A manifest alone never gets a secret, so a
     /// skill cannot claim another skill's key for a host it was granted.
     pub secrets: BTreeSet<String>,
+    /// Whether the skill runs, and the limits and capabilities it is held to.
+    pub policy: super::policy::Policy,
 }
 
 impl Default for SkillGrant {
@@ -215,6 +217,7 @@ impl Default for SkillGrant {
             requests_per_minute_total: DEFAULT_REQUESTS_PER_MINUTE * TOTAL_PER_USER_RATIO,
             max_response_bytes: DEFAULT_RESPONSE_BYTES,
             secrets: BTreeSet::new(),
+            policy: super::policy::Policy::default(),
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The loaded skills: found in directories as `<name>.toml` + `<name>.wasm`, each checked,
-//! compiled once and described once, then invoked by name.
+//! The loaded skills: built-in ones found in directories as `<name>.toml` + `<name>.wasm`,
+//! and plugins installed, replaced and removed while molten runs (`crate::plugins`). Each is
+//! checked, compiled once and described once, then invoked by name. A call holds the version it
+//! started on, so replacing a skill never cuts a running call short.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::bindings::SkillPre;
 use super::call::{self, CallContext, CallState, Granted};
@@ -11,9 +13,8 @@ use super::error::{InvokeError, LoadError};
 use super::http::{HttpPolicy, SkillGrant};
 use super::manifest::Manifest;
 use super::runtime::Runtime;
-use super::schema;
+use super::schema::{self, Parameters};
 use crate::secrets::{LocalSecrets, SecretStore};
-
 /// What the operator grants skills beyond their manifests' sandbox: HTTP by skill name, and
 /// where secret values come from. The default grants nothing.
 #[derive(Clone)]
@@ -44,20 +45,35 @@ pub struct ToolDefinition {
     pub parameters: serde_json::Value,
 }
 
+/// Where a loaded skill came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A skills directory, read at start.
+    Builtin,
+    /// The plugin store.
+    Plugin {
+        /// `sha256:<hex>` of the component.
+        digest: String,
+        /// Id of the key that signed it, if signed.
+        key: Option<String>,
+    },
+}
+
 /// One loaded skill, ready to instantiate.
 pub struct Skill {
     manifest: Manifest,
     definition: ToolDefinition,
+    parameters: Parameters,
     component: PathBuf,
+    origin: Origin,
     pre: SkillPre<CallState>,
     granted: Granted,
-    secret_values: Vec<String>,
     missing_secrets: Vec<String>,
     unbound_secrets: Vec<String>,
 }
 
 impl Skill {
-    /// The validated manifest.
+    /// The validated manifest, with the operator's policy applied to its limits.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -67,9 +83,14 @@ impl Skill {
         &self.definition
     }
 
-    /// The component file it was loaded from.
+    /// The component file it was loaded from (for a plugin in blob storage, its blob name).
     pub fn component_path(&self) -> &Path {
         &self.component
+    }
+
+    /// Whether it is built in or a plugin.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// The HTTP access in effect (manifest and grant agreeing), if any.
@@ -89,11 +110,55 @@ impl Skill {
     }
 }
 
-/// The skills loaded from a list of directories, and the reasons others were not.
+/// A skill's two files, read: what [`Registry::prepare`] checks and compiles.
+pub struct SkillFiles {
+    /// The manifest's path (or blob name), for messages.
+    pub manifest_path: PathBuf,
+    /// The manifest's text.
+    pub manifest: String,
+    /// The component's path (or blob name), for messages.
+    pub component_path: PathBuf,
+    /// The component's bytes.
+    pub component: Vec<u8>,
+}
+
+impl SkillFiles {
+    /// Reads `<name>.toml` at `manifest_path` and the `<name>.wasm` beside it.
+    pub fn read(manifest_path: &Path) -> Result<Self, LoadError> {
+        let manifest = std::fs::read_to_string(manifest_path).map_err(|e| LoadError::Manifest {
+            path: manifest_path.to_owned(),
+            reason: format!("cannot read the manifest: {e}"),
+        })?;
+        let component_path = manifest_path.with_extension("wasm");
+        let component = std::fs::read(&component_path).map_err(|source| LoadError::Read {
+            path: component_path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            manifest_path: manifest_path.to_owned(),
+            manifest,
+            component_path,
+            component,
+        })
+    }
+}
+
+/// The plugins live now, and the reasons others were refused, by plugin name.
+#[derive(Default)]
+struct Plugins {
+    loaded: BTreeMap<String, Arc<Skill>>,
+    refused: BTreeMap<String, Arc<LoadError>>,
+}
+
+/// The skills: built-in ones loaded at start, and plugins that come and go while it runs.
 pub struct Registry {
     runtime: Arc<Runtime>,
-    skills: BTreeMap<String, Skill>,
-    errors: Vec<LoadError>,
+    grants: Grants,
+    builtin: BTreeMap<String, Arc<Skill>>,
+    errors: Vec<Arc<LoadError>>,
+    disabled: Vec<String>,
+    secret_values: Vec<String>,
+    plugins: RwLock<Plugins>,
 }
 
 impl Registry {
@@ -102,67 +167,147 @@ impl Registry {
     pub async fn load(runtime: Arc<Runtime>, dirs: &[PathBuf], grants: &Grants) -> Self {
         let mut registry = Self {
             runtime,
-            skills: BTreeMap::new(),
+            grants: grants.clone(),
+            builtin: BTreeMap::new(),
             errors: Vec::new(),
+            disabled: Vec::new(),
+            secret_values: bound_secret_values(grants).await,
+            plugins: RwLock::default(),
         };
         for dir in dirs {
             match find_skill_files(dir) {
                 Ok(found) => {
                     for manifest in found.manifests {
-                        registry.load_one(&manifest, grants).await;
+                        registry.load_builtin(&manifest).await;
                     }
-                    registry.errors.extend(found.errors);
+                    registry
+                        .errors
+                        .extend(found.errors.into_iter().map(Arc::new));
                 }
-                Err(error) => registry.errors.push(error),
+                Err(error) => registry.errors.push(Arc::new(error)),
             }
         }
         registry
     }
 
-    async fn load_one(&mut self, manifest_path: &Path, grants: &Grants) {
-        let loaded = load_skill(&self.runtime, manifest_path, grants).await;
+    async fn load_builtin(&mut self, manifest_path: &Path) {
+        let loaded = match SkillFiles::read(manifest_path) {
+            Ok(files) => self.prepare(files, Origin::Builtin).await,
+            Err(error) => Err(error),
+        };
         match loaded {
             Ok(skill) => {
-                if let Some(first) = self.skills.get(&skill.manifest.name) {
-                    self.errors.push(LoadError::Duplicate {
+                if let Some(first) = self.builtin.get(&skill.manifest.name) {
+                    self.errors.push(Arc::new(LoadError::Duplicate {
                         path: manifest_path.to_owned(),
                         name: skill.manifest.name.clone(),
                         other: first.component.with_extension("toml"),
-                    });
+                    }));
                 } else {
                     tracing::debug!(skill = %skill.manifest.name, "skill loaded");
-                    self.skills.insert(skill.manifest.name.clone(), skill);
+                    self.builtin
+                        .insert(skill.manifest.name.clone(), Arc::new(skill));
                 }
+            }
+            Err(LoadError::Disabled { name, .. }) => {
+                tracing::info!(skill = %name, "skill disabled by the operator");
+                self.disabled.push(name);
             }
             Err(error) => {
                 tracing::warn!(error = %error, "skill not loaded");
-                self.errors.push(error);
+                self.errors.push(Arc::new(error));
             }
         }
     }
 
-    /// The loaded skill called `name`.
-    pub fn get(&self, name: &str) -> Option<&Skill> {
-        self.skills.get(name)
+    /// Checks and compiles a skill (off the async executor) and runs its `describe`, under the
+    /// operator's grants and policy. Nothing is swapped in: see [`Registry::install`].
+    pub async fn prepare(&self, files: SkillFiles, origin: Origin) -> Result<Skill, LoadError> {
+        load_skill(&self.runtime, files, &self.grants, origin).await
     }
 
-    /// The loaded skills, by name.
-    pub fn skills(&self) -> impl Iterator<Item = &Skill> {
-        self.skills.values()
+    /// Whether a built-in skill is called `name`.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains_key(name)
     }
 
-    /// Every secret value the loaded skills' policies added at load time, for the redactor of
-    /// replies (tokens fetched later are JWTs, which the redactor recognises by shape).
+    /// Makes `skill` the live plugin of its name (over a built-in one of the same name, which
+    /// the caller has allowed) and forgets an earlier refusal. Calls already running finish on
+    /// the version they started with.
+    pub fn install(&self, skill: Skill) {
+        let mut plugins = self
+            .plugins
+            .write()
+            .expect("the plugin table is never poisoned");
+        let name = skill.manifest.name.clone();
+        plugins.refused.remove(&name);
+        plugins.loaded.insert(name, Arc::new(skill));
+    }
+
+    /// Records why plugin `name` was refused. A working version of it stays live.
+    pub fn refuse(&self, name: &str, error: LoadError) {
+        let mut plugins = self
+            .plugins
+            .write()
+            .expect("the plugin table is never poisoned");
+        plugins.refused.insert(name.to_owned(), Arc::new(error));
+    }
+
+    /// Removes plugin `name` and any refusal of it; a built-in skill of that name comes back.
+    /// Returns whether a live plugin was removed.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut plugins = self
+            .plugins
+            .write()
+            .expect("the plugin table is never poisoned");
+        plugins.refused.remove(name);
+        plugins.loaded.remove(name).is_some()
+    }
+
+    /// The skill called `name`: a plugin, else a built-in skill.
+    pub fn get(&self, name: &str) -> Option<Arc<Skill>> {
+        let plugins = self
+            .plugins
+            .read()
+            .expect("the plugin table is never poisoned");
+        plugins
+            .loaded
+            .get(name)
+            .or_else(|| self.builtin.get(name))
+            .cloned()
+    }
+
+    /// The live skills, by name.
+    pub fn skills(&self) -> Vec<Arc<Skill>> {
+        let plugins = self
+            .plugins
+            .read()
+            .expect("the plugin table is never poisoned");
+        let mut all = self.builtin.clone();
+        all.extend(plugins.loaded.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all.into_values().collect()
+    }
+
+    /// Every secret value the operator bound to a skill, for the redactor of replies (tokens
+    /// fetched later are JWTs, which the redactor recognises by shape).
     pub fn secret_values(&self) -> Vec<String> {
-        self.skills
-            .values()
-            .flat_map(|s| s.secret_values.iter().cloned())
-            .collect()
+        self.secret_values.clone()
     }
 
-    /// Why the skills that are not loaded failed to load.
-    pub fn errors(&self) -> &[LoadError] {
-        &self.errors
+    /// Why the skills that are not live failed to load: built-in ones, then refused plugins.
+    pub fn errors(&self) -> Vec<Arc<LoadError>> {
+        let plugins = self
+            .plugins
+            .read()
+            .expect("the plugin table is never poisoned");
+        let mut errors = self.errors.clone();
+        errors.extend(plugins.refused.values().cloned());
+        errors
+    }
+
+    /// Skills the operator disabled (`[skills.<name>] enabled = false`).
+    pub fn disabled(&self) -> &[String] {
+        &self.disabled
     }
 
     /// The runtime the skills run on.
@@ -170,7 +315,8 @@ impl Registry {
         &self.runtime
     }
 
-    /// Runs skill `name` with JSON `arguments` for `context`, on a fresh instance.
+    /// Runs skill `name` with JSON `arguments` for `context`, on a fresh instance, once the
+    /// arguments match its parameter schema.
     pub async fn invoke(
         &self,
         name: &str,
@@ -178,9 +324,12 @@ impl Registry {
         context: &CallContext,
     ) -> Result<String, InvokeError> {
         let skill = self
-            .skills
             .get(name)
             .ok_or_else(|| InvokeError::UnknownSkill(name.to_owned()))?;
+        skill
+            .parameters
+            .check(arguments)
+            .map_err(InvokeError::InvalidInput)?;
         call::invoke(
             &self.runtime,
             &skill.pre,
@@ -193,13 +342,26 @@ impl Registry {
     }
 }
 
+/// The values of every secret the operator bound to a skill that a secret store has now.
+async fn bound_secret_values(grants: &Grants) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> =
+        grants.http.values().flat_map(|g| &g.secrets).collect();
+    let mut values = Vec::new();
+    for name in names {
+        if let Some(value) = grants.secrets.get(name).await {
+            values.push(value.expose().to_owned());
+        }
+    }
+    values
+}
+
 /// What a directory holds: manifests to load, and files that cannot be a skill.
-struct SkillFiles {
+struct FoundFiles {
     manifests: Vec<PathBuf>,
     errors: Vec<LoadError>,
 }
 
-fn find_skill_files(dir: &Path) -> Result<SkillFiles, LoadError> {
+fn find_skill_files(dir: &Path) -> Result<FoundFiles, LoadError> {
     let directory_error = |source| LoadError::Directory {
         path: dir.to_owned(),
         source,
@@ -211,7 +373,7 @@ fn find_skill_files(dir: &Path) -> Result<SkillFiles, LoadError> {
         .map_err(directory_error)?;
     paths.sort();
     let has = |path: &Path, ext: &str| path.extension().is_some_and(|e| e == ext);
-    let mut found = SkillFiles {
+    let mut found = FoundFiles {
         manifests: Vec::new(),
         errors: Vec::new(),
     };
@@ -232,39 +394,66 @@ fn find_skill_files(dir: &Path) -> Result<SkillFiles, LoadError> {
 }
 
 async fn load_skill(
-    runtime: &Runtime,
-    manifest_path: &Path,
+    runtime: &Arc<Runtime>,
+    files: SkillFiles,
     grants: &Grants,
+    origin: Origin,
 ) -> Result<Skill, LoadError> {
-    let manifest = Manifest::from_file(manifest_path).map_err(|e| LoadError::Manifest {
-        path: manifest_path.to_owned(),
+    let SkillFiles {
+        manifest_path,
+        manifest: text,
+        component_path: component,
+        component: bytes,
+    } = files;
+    let stem = manifest_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let mut manifest = Manifest::parse(&text, stem).map_err(|e| LoadError::Manifest {
+        path: manifest_path.clone(),
         reason: e.to_string(),
     })?;
+    let grant = grants.http.get(&manifest.name);
+    if let Some(grant) = grant {
+        grant.policy.apply(&mut manifest).map_err(|reason| {
+            if grant.policy.enabled {
+                LoadError::Grant {
+                    path: manifest_path.clone(),
+                    reason,
+                }
+            } else {
+                LoadError::Disabled {
+                    name: manifest.name.clone(),
+                    reason,
+                }
+            }
+        })?;
+    }
     let HttpSecrets {
         policy: http,
-        values: secret_values,
         missing: missing_secrets,
         unbound: unbound_secrets,
     } = http_policy(&manifest, grants)
         .await
         .map_err(|reason| LoadError::Grant {
-            path: manifest_path.to_owned(),
+            path: manifest_path.clone(),
             reason,
         })?;
-    let component = manifest_path.with_extension("wasm");
-    let pre = runtime.prepare(&component)?;
+    // Compiling takes seconds for a large component: keep it off the async executor.
+    let compiling = runtime.clone();
+    let label = component.clone();
+    let pre = tokio::task::spawn_blocking(move || compiling.prepare(&label, &bytes))
+        .await
+        .map_err(|e| LoadError::Compile {
+            path: component.clone(),
+            reason: format!("the compiler stopped: {e}"),
+        })??;
     let describe_error = |reason: String| LoadError::Describe {
         path: component.clone(),
         reason,
     };
     // describe() may read the operator's settings, as invoke() does.
-    let settings = Arc::new(
-        grants
-            .http
-            .get(&manifest.name)
-            .map(|g| g.settings.clone())
-            .unwrap_or_default(),
-    );
+    let settings = Arc::new(grant.map(|g| g.settings.clone()).unwrap_or_default());
     let describing = Granted {
         http: None,
         settings: settings.clone(),
@@ -284,20 +473,20 @@ async fn load_skill(
         definition: ToolDefinition {
             name: descriptor.name,
             description: descriptor.description,
-            parameters,
+            parameters: parameters.schema().clone(),
         },
+        parameters,
         manifest,
         component,
+        origin,
         pre,
         granted: Granted { http, settings },
-        secret_values,
         missing_secrets,
         unbound_secrets,
     })
 }
 
-/// The skill's effective HTTP policy, and its secrets: the values set now (for the redactor of
-/// replies), the names not set anywhere, and the names its manifest claims that the operator did
+/// The skill's effective HTTP policy, and its secrets: the names not set anywhere, and the names its manifest claims that the operator did
 /// not bind to it (never sent).
 async fn http_policy(manifest: &Manifest, grants: &Grants) -> Result<HttpSecrets, String> {
     let asked = &manifest.capabilities;
@@ -324,21 +513,17 @@ async fn http_policy(manifest: &Manifest, grants: &Grants) -> Result<HttpSecrets
         grants.secrets.clone(),
     )
     .map_err(|e| e.to_string())?;
-    let (mut values, mut missing) = (Vec::new(), Vec::new());
+    let mut missing = Vec::new();
     if policy.is_some() {
         for rule in &bound {
-            match grants.secrets.get(&rule.name).await {
-                Some(value) => values.push(value.expose().to_owned()),
-                None => {
-                    tracing::warn!(skill = %manifest.name, secret = %rule.name, env = %crate::secrets::env_name(&rule.name), "secret not set; requests go without it");
-                    missing.push(rule.name.clone());
-                }
+            if grants.secrets.get(&rule.name).await.is_none() {
+                tracing::warn!(skill = %manifest.name, secret = %rule.name, env = %crate::secrets::env_name(&rule.name), "secret not set; requests go without it");
+                missing.push(rule.name.clone());
             }
         }
     }
     Ok(HttpSecrets {
         policy: policy.map(Arc::new),
-        values,
         missing,
         unbound,
     })
@@ -348,7 +533,6 @@ async fn http_policy(manifest: &Manifest, grants: &Grants) -> Result<HttpSecrets
 #[derive(Default)]
 struct HttpSecrets {
     policy: Option<Arc<HttpPolicy>>,
-    values: Vec<String>,
     missing: Vec<String>,
     unbound: Vec<String>,
 }

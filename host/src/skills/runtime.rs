@@ -225,14 +225,14 @@ impl Runtime {
         &self.accounts
     }
 
-    /// Compiles the component at `path` (or loads it from the cache) and links it against the
-    /// host, checking that it implements the `molten:skill` world.
-    pub(crate) fn prepare(&self, path: &Path) -> Result<SkillPre<CallState>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let component = self.compile(path, &bytes)?;
+    /// Compiles the component `bytes` read from `path` (or loads it from the cache) and links
+    /// it against the host, checking that it implements the `molten:skill` world.
+    pub(crate) fn prepare(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<SkillPre<CallState>, LoadError> {
+        let component = self.compile(path, bytes)?;
         let world_error = |e: wasmtime::Error| LoadError::World {
             path: path.to_owned(),
             reason: format!("{e:#}"),

@@ -1,6 +1,7 @@
 //! What a skill tells the model about itself, checked when it loads: the `describe()` fields
 //! within size (a plugin's description goes with every model request of every user) and the
-//! parameters a valid JSON Schema of an object.
+//! parameters a valid JSON Schema of an object, compiled once so that every call's arguments
+//! are checked against it before the skill runs.
 
 use serde_json::Value;
 
@@ -9,9 +10,62 @@ pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 /// Longest parameter schema, in bytes of JSON.
 pub const MAX_PARAMETERS_BYTES: usize = 16 << 10;
 
+/// A skill's parameter schema: as offered to the model, and compiled for checking arguments.
+pub struct Parameters {
+    schema: Value,
+    compiled: boon::Schemas,
+    index: boon::SchemaIndex,
+}
+
+impl std::fmt::Debug for Parameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameters")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parameters {
+    /// The schema as `describe()` returned it.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// Checks a call's JSON `arguments` against the schema; the error lists every mismatch by
+    /// its place in the arguments, for the model to correct its call.
+    pub fn check(&self, arguments: &str) -> Result<(), String> {
+        let value: Value = serde_json::from_str(arguments)
+            .map_err(|e| format!("the arguments are not valid JSON ({e}); send a JSON object"))?;
+        self.compiled.validate(&value, self.index).map_err(|error| {
+            let mut mismatches = Vec::new();
+            leaves(&error, &mut mismatches);
+            format!(
+                "the arguments do not match the skill's parameter schema: {}",
+                mismatches.join("; ")
+            )
+        })
+    }
+}
+
+/// The innermost causes of a validation error, each as "at <place>: <what>".
+fn leaves(error: &boon::ValidationError, out: &mut Vec<String>) {
+    if error.causes.is_empty() {
+        let place = error.instance_location.to_string();
+        let place = if place.is_empty() {
+            "the top level".to_owned()
+        } else {
+            format!("'{place}'")
+        };
+        out.push(format!("at {place}: {}", error.kind));
+    }
+    for cause in &error.causes {
+        leaves(cause, out);
+    }
+}
+
 /// Checks `description` and `parameters` as `describe()` returned them and returns the
-/// parameter schema; the error names the field and says what to change.
-pub fn check_describe(description: &str, parameters: &str) -> Result<Value, String> {
+/// compiled parameter schema; the error names the field and says what to change.
+pub fn check_describe(description: &str, parameters: &str) -> Result<Parameters, String> {
     if description.trim().is_empty() {
         return Err(
             "returned an empty description; the LLM needs one to know when to call the skill"
@@ -48,10 +102,13 @@ pub fn check_describe(description: &str, parameters: &str) -> Result<Value, Stri
     compiler
         .add_resource(LOCATION, schema.clone())
         .map_err(invalid)?;
-    compiler
-        .compile(LOCATION, &mut boon::Schemas::new())
-        .map_err(invalid)?;
-    Ok(schema)
+    let mut compiled = boon::Schemas::new();
+    let index = compiler.compile(LOCATION, &mut compiled).map_err(invalid)?;
+    Ok(Parameters {
+        schema,
+        compiled,
+        index,
+    })
 }
 
 /// Where the schema is filed in its compiler (it has no address of its own).
@@ -73,7 +130,21 @@ mod tests {
     #[test]
     fn sizes_and_schemas_are_checked() {
         let schema = r#"{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}"#;
-        assert_eq!(check_describe("Adds.", schema).unwrap()["required"][0], "n");
+        let parameters = check_describe("Adds.", schema).unwrap();
+        assert_eq!(parameters.schema()["required"][0], "n");
+        parameters.check(r#"{"n": 3}"#).expect("valid arguments");
+        let err = parameters.check(r#"{"n": "three"}"#).unwrap_err();
+        assert!(
+            err.contains("at '/n'") && err.contains("want integer"),
+            "{err}"
+        );
+        let err = parameters.check("{}").unwrap_err();
+        assert!(
+            err.contains("at the top level") && err.contains("'n'"),
+            "{err}"
+        );
+        let err = parameters.check("[1").unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
         for (description, parameters, expected) in [
             ("", "{}", "empty description"),
             (
