@@ -202,3 +202,57 @@ fn a_sandbox_has_an_entry_limit() {
     let config = load("[sandbox]\nmax_files = 500\n", &[]).unwrap();
     assert_eq!(config.runtime().sandbox_max_files, 500);
 }
+
+#[test]
+fn plugins_and_skill_policy_are_checked_and_named_by_key() {
+    let key = crate::plugins::signature::public_key_text(
+        &ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key(),
+    );
+    let pin = format!("sha256:{}", "ab".repeat(32));
+    let config = load(
+        &format!(
+            "[plugins]\ntrusted_keys = [\"{key}\"]\nreplace_builtins = [\"web_search\"]\n\
+             [plugins.pin]\nmine = \"{pin}\"\n\
+             [skills.bash]\nenabled = false\nfuel = 1000\nmemory_mb = 8\nnetwork = false\n"
+        ),
+        &[("MOLTEN_PLUGINS_DIR", "/srv/plugins")],
+    )
+    .unwrap();
+    let plugins = &config.plugins;
+    assert_eq!(plugins.dir, Path::new("/srv/plugins"));
+    assert!(plugins.container.is_none());
+    assert!(
+        plugins.policy.trust.require_signatures,
+        "required once a key is trusted"
+    );
+    assert_eq!(plugins.policy.trust.pins["mine"], pin);
+    assert_eq!(plugins.policy.poll, std::time::Duration::from_secs(2));
+    let policy = &config.grants["bash"].policy;
+    assert!(!policy.enabled && !policy.network && policy.filesystem);
+    assert_eq!(
+        (policy.fuel, policy.memory_bytes),
+        (Some(1000), Some(8 << 20))
+    );
+    assert_eq!(
+        load("", &[]).unwrap().plugins.dir,
+        Path::new("/data/plugins")
+    );
+
+    for (text, key) in [
+        (
+            "[plugins]\ntrusted_keys = [\"abc\"]\n",
+            "plugins.trusted_keys[0]:",
+        ),
+        (
+            "[plugins]\nrequire_signatures = true\n",
+            "plugins.require_signatures:",
+        ),
+        ("[plugins.pin]\nx = \"md5:1\"\n", "plugins.pin.x:"),
+        ("[plugins]\ncontainer = \"plugins\"\n", "plugins.container:"),
+        ("[plugins]\npoll_secs = 0\n", "plugins.poll_secs:"),
+        ("[skills.bash]\nfuel = 0\n", "skills.bash.fuel:"),
+    ] {
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with(key), "{text}: {err}");
+    }
+}
