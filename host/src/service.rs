@@ -105,21 +105,9 @@ impl Service {
         let (queue, store) = open_state(&config, account.as_ref()).await?;
         let vault = key_vault(&config.azure, &http, entra.as_ref())?
             .map(|vault| vault as Arc<dyn crate::secrets::SecretStore>);
-        let runtime = Runtime::new(config.runtime())?;
-        let registry = Arc::new(
-            Registry::load(
-                Arc::new(runtime),
-                &config.skills_dirs,
-                &config.grants(vault),
-            )
-            .await,
-        );
+        let (registry, plugins) = load_skills(&config, account.as_ref(), vault).await?;
         for error in registry.errors() {
             tracing::error!(%error, "skill not loaded");
-        }
-        let plugins = Arc::new(open_plugins(&config, account.as_ref(), registry.clone()).await?);
-        if let Err(error) = plugins.sync().await {
-            tracing::error!(%error, "cannot read the plugin store; trying again every plugins.poll_secs");
         }
         let mut secrets = config.secret_values();
         secrets.extend(registry.secret_values());
@@ -293,6 +281,23 @@ pub async fn plugin_store(
         ),
         _ => Arc::new(DirStore::open(&config.plugins.dir).map_err(plugin_error)?),
     })
+}
+
+/// The skills: the built-in ones from `skills_dirs`, and the plugin store's (scanned once
+/// here; [`Plugins::run`] keeps them in sync). Secrets come from the config and `vault`.
+pub async fn load_skills(
+    config: &Config,
+    account: Option<&StorageAccount>,
+    vault: Option<Arc<dyn crate::secrets::SecretStore>>,
+) -> Result<(Arc<Registry>, Arc<Plugins>), StartError> {
+    let runtime = Arc::new(Runtime::new(config.runtime())?);
+    let registry =
+        Arc::new(Registry::load(runtime, &config.skills_dirs, &config.grants(vault)).await);
+    let plugins = Arc::new(open_plugins(config, account, registry.clone()).await?);
+    if let Err(error) = plugins.sync().await {
+        tracing::error!(%error, "cannot read the plugin store; trying again every plugins.poll_secs");
+    }
+    Ok((registry, plugins))
 }
 
 async fn open_plugins(

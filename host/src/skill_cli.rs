@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Subcommand;
 use molten::config::Config;
-use molten::plugins::{signature, PluginFiles, PluginStore, Plugins, Verified};
-use molten::skills::{CallContext, Origin, Registry, Runtime, Skill};
+use molten::plugins::{signature, PluginFiles, PluginStore, Verified};
+use molten::skills::{CallContext, Origin, Registry, Skill};
 
 #[derive(Subcommand)]
 pub(crate) enum SkillCommand {
@@ -287,20 +287,11 @@ async fn install(
 
 /// The skills as `molten serve` would load them: built-in ones and the plugin store's.
 async fn load(config: &Config) -> anyhow::Result<Arc<Registry>> {
-    let runtime = Runtime::new(config.runtime())?;
     let vault = crate::vault(&config.azure)?.map(|v| v as Arc<dyn molten::secrets::SecretStore>);
-    let registry = Arc::new(
-        Registry::load(
-            Arc::new(runtime),
-            &config.skills_dirs,
-            &config.grants(vault),
-        )
-        .await,
-    );
-    let store = open_store(config, None).await?;
-    Plugins::new(store, registry.clone(), config.plugins.policy.clone())
-        .sync()
-        .await?;
+    let http = molten::service::http_client()?;
+    let entra = molten::service::entra_credential(config, &http)?;
+    let account = molten::service::storage_account(config, &http, entra.as_ref())?;
+    let (registry, _) = molten::service::load_skills(config, account.as_ref(), vault).await?;
     Ok(registry)
 }
 

@@ -172,6 +172,29 @@ impl StorageAccount {
         TableClient::new(self.table.clone(), self.auth.clone(), self.http.clone())
     }
 
+    /// A client for blob container `name`, which is created if it is missing. The error says
+    /// which step failed.
+    pub async fn container(
+        &self,
+        name: &str,
+    ) -> Result<azure_storage_blob::BlobContainerClient, String> {
+        let client = azure_storage_blob::BlobContainerClient::new(
+            Self::resource_url(&self.blob, name),
+            self.credential(),
+            Some(azure_storage_blob::BlobContainerClientOptions {
+                client_options: self.client_options(),
+                ..Default::default()
+            }),
+        )
+        .map_err(|e| format!("container {name}: {}", describe(&e)))?;
+        if let Err(e) = client.create(None).await {
+            if e.http_status() != Some(azure_core::http::StatusCode::Conflict) {
+                return Err(format!("creating container {name}: {}", describe(&e)));
+            }
+        }
+        Ok(client)
+    }
+
     /// `service`'s endpoint joined with `name` (a queue or container).
     pub fn resource_url(base: &Url, name: &str) -> Url {
         let mut url = base.clone();
@@ -181,6 +204,31 @@ impl StorageAccount {
             .push(name);
         url
     }
+}
+
+/// Blob `name`'s content and ETag, or `None` if there is none; the error says what failed.
+pub async fn download(
+    container: &azure_storage_blob::BlobContainerClient,
+    name: &str,
+) -> Result<Option<(Vec<u8>, azure_core::http::Etag)>, String> {
+    let options = azure_storage_blob::models::BlobClientDownloadOptions {
+        parallel: std::num::NonZero::new(1),
+        ..Default::default()
+    };
+    let failed = |e: &azure_core::Error| format!("reading {name}: {}", describe(e));
+    let result = match container.blob_client(name).download(Some(options)).await {
+        Ok(result) => result,
+        Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(failed(&e)),
+    };
+    let etag = result
+        .properties
+        .etag
+        .ok_or_else(|| format!("{name} came without an ETag"))?;
+    let body = result.body.collect().await.map_err(|e| failed(&e))?;
+    Ok(Some((body.to_vec(), etag)))
 }
 
 /// A name for `key` usable as a table row key or blob name (which may not hold `/ \ # ?` and

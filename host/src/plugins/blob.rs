@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use azure_core::http::{RequestContent, StatusCode};
-use azure_storage_blob::models::{BlobClientDownloadOptions, BlockBlobClientUploadOptions};
-use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use azure_storage_blob::models::BlockBlobClientUploadOptions;
+use azure_storage_blob::BlobContainerClient;
 use futures::TryStreamExt as _;
 use tokio::sync::Notify;
 
@@ -28,20 +28,7 @@ fn azure(what: &str, e: &azure_core::Error) -> PluginError {
 impl BlobStore {
     /// Connects to container `name` of `account`, creating it if it is missing.
     pub async fn open(account: &StorageAccount, name: &str) -> Result<Self, PluginError> {
-        let container = BlobContainerClient::new(
-            StorageAccount::resource_url(&account.blob, name),
-            account.credential(),
-            Some(BlobContainerClientOptions {
-                client_options: account.client_options(),
-                ..Default::default()
-            }),
-        )
-        .map_err(|e| azure(&format!("container {name}"), &e))?;
-        if let Err(e) = container.create(None).await {
-            if e.http_status() != Some(StatusCode::Conflict) {
-                return Err(azure(&format!("creating container {name}"), &e));
-            }
-        }
+        let container = account.container(name).await.map_err(PluginError::Azure)?;
         Ok(Self {
             container,
             name: name.to_owned(),
@@ -50,31 +37,10 @@ impl BlobStore {
 
     /// A blob's bytes and ETag, or `None` when it does not exist.
     async fn download(&self, blob: &str) -> Result<Option<(Vec<u8>, String)>, PluginError> {
-        let options = BlobClientDownloadOptions {
-            parallel: std::num::NonZero::new(1),
-            ..Default::default()
-        };
-        let result = match self
-            .container
-            .blob_client(blob)
-            .download(Some(options))
+        let found = crate::azure::download(&self.container, blob)
             .await
-        {
-            Ok(result) => result,
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-            Err(e) => return Err(azure(&format!("reading {blob}"), &e)),
-        };
-        let etag = result
-            .properties
-            .etag
-            .map(|e| bare(e.as_ref()))
-            .unwrap_or_default();
-        let body = result
-            .body
-            .collect()
-            .await
-            .map_err(|e| azure(&format!("reading {blob}"), &e))?;
-        Ok(Some((body.to_vec(), etag)))
+            .map_err(PluginError::Azure)?;
+        Ok(found.map(|(bytes, etag)| (bytes, bare(etag.as_ref()))))
     }
 
     async fn remove(&self, blob: &str) -> Result<bool, PluginError> {

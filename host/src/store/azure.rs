@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use azure_core::http::{Etag, RequestContent, StatusCode};
 use azure_storage_blob::models::{
-    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobContainerClientListBlobsOptions,
-    BlockBlobClientUploadOptions, ListBlobsIncludeItem,
+    BlobClientDeleteOptions, BlobContainerClientListBlobsOptions, BlockBlobClientUploadOptions,
+    ListBlobsIncludeItem,
 };
-use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use azure_storage_blob::BlobContainerClient;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
 
@@ -90,20 +90,10 @@ impl AzureStore {
         container: &str,
         table_prefix: &str,
     ) -> Result<Self, StoreError> {
-        let client = BlobContainerClient::new(
-            StorageAccount::resource_url(&account.blob, container),
-            account.credential(),
-            Some(BlobContainerClientOptions {
-                client_options: account.client_options(),
-                ..Default::default()
-            }),
-        )
-        .map_err(|e| storage(&format!("container {container}"), &e))?;
-        if let Err(e) = client.create(None).await {
-            if e.http_status() != Some(StatusCode::Conflict) {
-                return Err(storage(&format!("creating container {container}"), &e));
-            }
-        }
+        let client = account
+            .container(container)
+            .await
+            .map_err(StoreError::Azure)?;
         let store = Self {
             container: client,
             tables: account.tables(),
@@ -119,26 +109,9 @@ impl AzureStore {
 
     /// The blob's content and ETag, or `None` if there is none.
     async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, Etag)>, StoreError> {
-        let blob = self.container.blob_client(name);
-        let options = BlobClientDownloadOptions {
-            parallel: std::num::NonZero::new(1),
-            ..Default::default()
-        };
-        let result = match blob.download(Some(options)).await {
-            Ok(result) => result,
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-            Err(e) => return Err(storage(&format!("reading {name}"), &e)),
-        };
-        let etag = result
-            .properties
-            .etag
-            .ok_or_else(|| StoreError::Azure(format!("{name} came without an ETag")))?;
-        let body = result
-            .body
-            .collect()
+        crate::azure::download(&self.container, name)
             .await
-            .map_err(|e| storage(&format!("reading {name}"), &e))?;
-        Ok(Some((body.to_vec(), etag)))
+            .map_err(StoreError::Azure)
     }
 
     /// Writes a blob: over `etag` only, or only if it does not exist when `etag` is `None`
