@@ -457,15 +457,17 @@ impl Molten {
         // A worker replica serves no routes: it is up once its consumers run.
         let worker_only = self.args.windows(2).any(|a| a == ["--role", "worker"]);
         let started = self.log().matches("worker started").count();
+        let banners = self.log().matches(" listening on http://").count();
         loop {
             if worker_only {
                 if self.log().matches("worker started").count() > started {
                     return;
                 }
-            } else if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            } else if self.log().matches(" listening on http://").count() > banners {
+                // The routes answer at once; the banner comes once the skills are loaded.
+                let health = client.get(format!("{}/healthz", self.url)).send().await;
+                assert!(health.is_ok_and(|r| r.status().is_success()));
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("molten exited with {status}:\n{}", self.log());

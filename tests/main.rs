@@ -34,6 +34,7 @@ mod confinement;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod fakes;
+mod first_run;
 mod graph;
 mod http;
 mod key_vault;

@@ -87,7 +87,7 @@ fn start(
     let url = format!("http://{}", listener.local_addr().unwrap());
     rt.spawn(async move {
         service
-            .serve(role, Some(listener), shutdown)
+            .serve(role, Some(listener), shutdown, |_| {})
             .await
             .expect("serve")
     });
@@ -191,11 +191,15 @@ fn pipeline() {
     let service = rt
         .block_on(Service::build(config(dir.path(), &fake_url, &extra), None))
         .expect("service");
+    let registry = service.state.registry.clone();
+    let (url, _stop) = start(&rt, service, Role::All);
+    while !registry.progress().finished {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(
-        service.state.registry.get("text_editor").is_some(),
+        registry.get("text_editor").is_some(),
         "run scripts/build-skills first"
     );
-    let (url, _stop) = start(&rt, service, Role::All);
     let samples = rt.block_on(async move {
         let client = http_client().expect("client");
         let mut samples = Vec::with_capacity(TURNS);

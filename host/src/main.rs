@@ -2,6 +2,7 @@
 
 mod skill_cli;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use molten::azure::KeyVaultSecrets;
 use molten::config::{AzureConfig, Config};
-use molten::service::{Role, Service};
+use molten::service::{Role, Service, Startup};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::watch;
 
@@ -61,14 +62,22 @@ enum Command {
 fn main() -> ExitCode {
     let _crash_points = molten::crash::setup();
     raise_open_files_limit();
+    let cli = Cli::parse();
+    // A server says what goes wrong (and when plugins come and go) by default; a one-shot
+    // command only its errors. Colour only on a terminal, never in a log file.
+    let default_filter = match cli.command {
+        Command::Serve { .. } | Command::Chat => "warn,molten::plugins=info",
+        Command::Skill(_) => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -147,8 +156,42 @@ async fn serve(
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    service.serve(role, None, shutdown).await?;
+    service
+        .serve(role, None, shutdown, startup_reporter())
+        .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shows `molten serve` starting: each skill as it loads (a progress line on a terminal, a
+/// line per skill otherwise), then the banner.
+fn startup_reporter() -> impl FnMut(Startup<'_>) {
+    let terminal = std::io::stderr().is_terminal();
+    move |event| match event {
+        Startup::Listening(_) => {}
+        Startup::Loaded(step) => {
+            let name = step
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let line = format!(
+                "loading skills {}/{}: {name} ({} KiB) in {:.1} s",
+                step.index,
+                step.total,
+                step.size >> 10,
+                step.took.as_secs_f64()
+            );
+            if terminal {
+                eprint!("\r\x1b[2K{line}");
+                if step.index == step.total {
+                    eprintln!();
+                }
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        Startup::Ready(banner) => eprintln!("{banner}"),
+    }
 }
 
 /// Ctrl-C or SIGTERM (what container runtimes send).
@@ -162,13 +205,13 @@ async fn shutdown_signal() {
 }
 
 async fn chat(mut config: Config) -> anyhow::Result<ExitCode> {
-    use std::io::IsTerminal as _;
     // Its own queue file, so a `molten serve` on the same data directory never takes a
     // terminal message it could not answer.
     config.queue_path = config.data_dir.join("chat-queue.db");
     config.worker.concurrency = 1;
     let (replies, mut reply) = tokio::sync::mpsc::unbounded_channel();
     let service = Service::build(config, Some(replies)).await?;
+    service.load_skills(|_| {}).await;
     let (stop, shutdown) = watch::channel(false);
     let worker = tokio::spawn(service.worker.clone().run(shutdown));
     let interactive = std::io::stdin().is_terminal();

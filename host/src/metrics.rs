@@ -9,7 +9,8 @@ use serde::Serialize;
 pub struct Metrics {
     /// Webhooks verified and queued.
     pub accepted: AtomicU64,
-    /// Webhooks refused: bad signature, malformed, too large.
+    /// Requests refused (any 4xx): bad signature or token, malformed, too large, unknown
+    /// route or method.
     pub rejected: AtomicU64,
     /// Webhooks for a message already queued.
     pub duplicates: AtomicU64,

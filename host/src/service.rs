@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::plugins::{BlobStore, DirStore, PluginStore, Plugins};
 use crate::queue::{AzureQueue, SqliteQueue, WorkQueue};
 use crate::redact::Redactor;
-use crate::skills::{Registry, Runtime};
+use crate::skills::{Registry, Runtime, Step};
 use crate::store::{AzureStore, SqliteStore, Store};
 use crate::worker::Worker;
 use azure_core::credentials::TokenCredential;
@@ -105,10 +105,9 @@ impl Service {
         let (queue, store) = open_state(&config, account.as_ref()).await?;
         let vault = key_vault(&config.azure, &http, entra.as_ref())?
             .map(|vault| vault as Arc<dyn crate::secrets::SecretStore>);
-        let (registry, plugins) = load_skills(&config, account.as_ref(), vault).await?;
-        for error in registry.errors() {
-            tracing::error!(%error, "skill not loaded");
-        }
+        let runtime = Arc::new(Runtime::new(config.runtime())?);
+        let registry = Arc::new(Registry::new(runtime, &config.grants(vault)).await);
+        let plugins = Arc::new(open_plugins(&config, account.as_ref(), registry.clone()).await?);
         let mut secrets = config.secret_values();
         secrets.extend(registry.secret_values());
         let redactor = Arc::new(Redactor::new(&secrets));
@@ -132,12 +131,7 @@ impl Service {
             .as_ref()
             .is_some_and(|t| t.secret_token.is_none())
         {
-            tracing::warn!("telegram.secret_token is not set: anyone who finds /webhook/telegram can post to it; set it and pass it to setWebhook");
-        }
-        if agent.is_none() {
-            tracing::warn!(
-                "no language model configured: messages get a reply saying so; see /ready"
-            );
+            tracing::warn!("telegram.allow_unauthenticated is on: /webhook/telegram accepts webhooks from anyone who finds it; set telegram.secret_token and pass it to setWebhook");
         }
         let metrics = Arc::new(Metrics::default());
         let wake = Arc::new(Notify::new());
@@ -162,41 +156,148 @@ impl Service {
         })
     }
 
+    /// Loads the built-in skills (calling `report` after each) and scans the plugin store once.
+    pub async fn load_skills(&self, report: impl FnMut(Step<'_>)) {
+        load_into(
+            &self.state.registry,
+            &self.plugins,
+            &self.config.skills_dirs,
+            report,
+        )
+        .await;
+    }
+
     /// Serves until `shutdown` turns true: routes (unless `role` is worker) and the worker
-    /// (unless `role` is ingress). In-flight turns finish before it returns.
+    /// (unless `role` is ingress). The routes answer first, while the skills load (`/ready`
+    /// says how far that got); the worker starts once they are loaded. `report` hears each
+    /// step. In-flight turns finish before it returns.
     pub async fn serve(
         self,
         role: Role,
         listener: Option<TcpListener>,
         shutdown: watch::Receiver<bool>,
+        mut report: impl FnMut(Startup<'_>),
     ) -> Result<(), StartError> {
+        let mut addr = None;
+        let routes = if role != Role::Worker {
+            let listener = match listener {
+                Some(listener) => listener,
+                None => bind(self.config.server.listen).await?,
+            };
+            let bound = listener.local_addr().map_err(|source| StartError::Listen {
+                addr: self.config.server.listen,
+                source,
+            })?;
+            addr = Some(bound);
+            tracing::info!(addr = %bound, "listening");
+            report(Startup::Listening(bound));
+            let mut stop = shutdown.clone();
+            let app = router(self.state.clone());
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        addr: bound,
+                        source,
+                    })
+            }))
+        } else {
+            None
+        };
+        self.load_skills(|step| report(Startup::Loaded(step))).await;
+        for error in self.state.registry.errors() {
+            tracing::error!(%error, "skill not loaded");
+        }
+        report(Startup::Ready(self.banner(role, addr)));
         tokio::spawn(self.plugins.clone().run(shutdown.clone()));
         let worker = (role != Role::Ingress).then(|| {
             let shutdown = shutdown.clone();
             tokio::spawn(self.worker.clone().run(shutdown))
         });
-        if role != Role::Worker {
-            let listener = match listener {
-                Some(listener) => listener,
-                None => bind(self.config.server.listen).await?,
-            };
-            let addr = listener.local_addr().map_err(|source| StartError::Listen {
-                addr: self.config.server.listen,
-                source,
-            })?;
-            tracing::info!(%addr, "listening");
-            let mut stop = shutdown.clone();
-            axum::serve(listener, router(self.state))
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
+        if let Some(routes) = routes {
+            routes
                 .await
-                .map_err(|source| StartError::Listen { addr, source })?;
+                .map_err(|e| StartError::Http(format!("the HTTP server stopped: {e}")))??;
         }
         if let Some(worker) = worker {
             let _ = worker.await;
         }
         Ok(())
+    }
+
+    /// What is running, for the person who started it: where it listens, the channels and
+    /// their webhook paths, the skills (and why any are not), the model and the state backend.
+    pub fn banner(&self, role: Role, addr: Option<std::net::SocketAddr>) -> String {
+        let config = &self.config;
+        let registry = &self.state.registry;
+        let mut lines = vec![match addr {
+            Some(addr) => format!(
+                "molten {} listening on http://{addr} (role {role:?})",
+                env!("CARGO_PKG_VERSION")
+            ),
+            None => format!(
+                "molten {} worker started (no HTTP routes)",
+                env!("CARGO_PKG_VERSION")
+            ),
+        }];
+        if role != Role::Worker {
+            let channels: Vec<String> = [
+                ("telegram", config.telegram.is_some()),
+                ("slack", config.slack.is_some()),
+                ("discord", config.discord.is_some()),
+            ]
+            .iter()
+            .map(|(name, on)| {
+                if *on {
+                    format!("{name} on POST /webhook/{name}")
+                } else {
+                    format!("{name} off")
+                }
+            })
+            .collect();
+            lines.push(format!("  channels: {}", channels.join(", ")));
+        }
+        let names: Vec<String> = registry
+            .skills()
+            .iter()
+            .map(|s| s.manifest().name.clone())
+            .collect();
+        lines.push(format!(
+            "  skills: {} loaded ({}); plugins from {}",
+            names.len(),
+            if names.is_empty() {
+                "none: run scripts/setup or set --skills-dir".to_owned()
+            } else {
+                names.join(", ")
+            },
+            self.plugins.store().location()
+        ));
+        for name in registry.disabled() {
+            lines.push(format!(
+                "  skill {name} disabled by [skills.{name}] enabled = false"
+            ));
+        }
+        for error in registry.errors() {
+            lines.push(format!("  skill refused: {error}"));
+        }
+        lines.push(match &config.llm {
+            Some(llm) => format!("  model: {} at {}", llm.model, llm.base_url),
+            None => "  model: none configured: set MOLTEN_LLM_BASE_URL and MOLTEN_LLM_MODEL \
+                     (or [llm] in the config); until then every message is answered with a note \
+                     saying so"
+                .to_owned(),
+        });
+        lines.push(match &config.azure.storage {
+            Some(_) => format!(
+                "  state: Azure Storage (queue {}, container {})",
+                config.azure.queue, config.azure.container
+            ),
+            None => format!("  state: SQLite in {}", config.data_dir.display()),
+        });
+        lines.join("\n")
     }
 
     /// Queues one line typed in `molten chat`, as the terminal user.
@@ -283,21 +384,41 @@ pub async fn plugin_store(
     })
 }
 
-/// The skills: the built-in ones from `skills_dirs`, and the plugin store's (scanned once
-/// here; [`Plugins::run`] keeps them in sync). Secrets come from the config and `vault`.
+/// What [`Service::serve`] reports as it starts.
+pub enum Startup<'a> {
+    /// The routes answer at this address (the skills may still be loading).
+    Listening(std::net::SocketAddr),
+    /// One built-in skill was loaded.
+    Loaded(Step<'a>),
+    /// Everything runs: the banner for the person who started it.
+    Ready(String),
+}
+
+/// The skills for `molten skill`: the built-in ones from `skills_dirs` and the plugin store's,
+/// as `molten serve` loads them. Secrets come from the config and `vault`.
 pub async fn load_skills(
     config: &Config,
     account: Option<&StorageAccount>,
     vault: Option<Arc<dyn crate::secrets::SecretStore>>,
-) -> Result<(Arc<Registry>, Arc<Plugins>), StartError> {
+) -> Result<Arc<Registry>, StartError> {
     let runtime = Arc::new(Runtime::new(config.runtime())?);
-    let registry =
-        Arc::new(Registry::load(runtime, &config.skills_dirs, &config.grants(vault)).await);
-    let plugins = Arc::new(open_plugins(config, account, registry.clone()).await?);
+    let registry = Arc::new(Registry::new(runtime, &config.grants(vault)).await);
+    let plugins = open_plugins(config, account, registry.clone()).await?;
+    load_into(&registry, &plugins, &config.skills_dirs, |_| {}).await;
+    Ok(registry)
+}
+
+/// Loads the built-in skills of `dirs` into `registry`, then scans the plugin store once.
+async fn load_into(
+    registry: &Registry,
+    plugins: &Plugins,
+    dirs: &[std::path::PathBuf],
+    report: impl FnMut(Step<'_>),
+) {
+    registry.load_dirs(dirs, report).await;
     if let Err(error) = plugins.sync().await {
         tracing::error!(%error, "cannot read the plugin store; trying again every plugins.poll_secs");
     }
-    Ok((registry, plugins))
 }
 
 async fn open_plugins(

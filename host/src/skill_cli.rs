@@ -291,8 +291,7 @@ async fn load(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let http = molten::service::http_client()?;
     let entra = molten::service::entra_credential(config, &http)?;
     let account = molten::service::storage_account(config, &http, entra.as_ref())?;
-    let (registry, _) = molten::service::load_skills(config, account.as_ref(), vault).await?;
-    Ok(registry)
+    Ok(molten::service::load_skills(config, account.as_ref(), vault).await?)
 }
 
 /// Runs skill `name` once and prints its output (or error).

@@ -9,7 +9,8 @@ use super::{parse_url, required_secret, ConfigError, Secret};
 pub struct TelegramConfig {
     /// Bot token for `sendMessage`.
     pub bot_token: Secret,
-    /// The `secret_token` given to `setWebhook`; when set, requests without it are refused.
+    /// The `secret_token` given to `setWebhook`: requests without it are refused. `None` only
+    /// when the operator set `allow_unauthenticated = true`.
     pub secret_token: Option<Secret>,
     /// Bot API base URL.
     pub api_base: reqwest::Url,
@@ -41,6 +42,8 @@ pub(super) struct TelegramFile {
     bot_token: Option<Secret>,
     secret_token: Option<Secret>,
     api_base: Option<String>,
+    #[serde(default)]
+    allow_unauthenticated: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,14 +62,29 @@ pub(super) struct DiscordFile {
 }
 
 impl TelegramFile {
+    /// Checks the section. Without a secret token anyone who finds the webhook URL could post
+    /// to it, so that is refused unless the operator opts out explicitly.
     pub(super) fn build(self) -> Result<TelegramConfig, ConfigError> {
+        let bot_token = required_secret(
+            "telegram.bot_token",
+            self.bot_token,
+            "MOLTEN_TELEGRAM_BOT_TOKEN",
+        )?;
+        let secret_token = self.secret_token.filter(|s| !s.expose().is_empty());
+        if secret_token.is_none() && !self.allow_unauthenticated {
+            return Err(ConfigError::Invalid {
+                key: "telegram.secret_token".into(),
+                message: "not set, so anyone who finds /webhook/telegram could post to it: \
+                          choose a random token (1-256 of A-Z a-z 0-9 _ -), set it here or in \
+                          MOLTEN_TELEGRAM_SECRET_TOKEN, and pass it as secret_token to \
+                          setWebhook; or set telegram.allow_unauthenticated = true to accept \
+                          webhooks from anyone"
+                    .into(),
+            });
+        }
         Ok(TelegramConfig {
-            bot_token: required_secret(
-                "telegram.bot_token",
-                self.bot_token,
-                "MOLTEN_TELEGRAM_BOT_TOKEN",
-            )?,
-            secret_token: self.secret_token.filter(|s| !s.expose().is_empty()),
+            bot_token,
+            secret_token,
             api_base: parse_url(
                 "telegram.api_base",
                 self.api_base

@@ -132,6 +132,31 @@ fn errors_name_the_key() {
 }
 
 #[test]
+fn telegram_without_a_secret_token_is_refused_unless_the_operator_opts_out() {
+    let open = load("[telegram]\nbot_token = \"1:x\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        open.starts_with("telegram.secret_token:")
+            && open.contains("setWebhook")
+            && open.contains("allow_unauthenticated = true"),
+        "{open}"
+    );
+    let opted_out = load(
+        "[telegram]\nbot_token = \"1:x\"\nallow_unauthenticated = true\n",
+        &[],
+    )
+    .unwrap();
+    assert!(opted_out.telegram.unwrap().secret_token.is_none());
+    let from_env = load(
+        "[telegram]\nbot_token = \"1:x\"\n",
+        &[("MOLTEN_TELEGRAM_SECRET_TOKEN", "s3cret")],
+    )
+    .unwrap();
+    assert!(from_env.telegram.unwrap().secret_token.is_some());
+}
+
+#[test]
 fn secrets_are_bound_by_the_operator_with_defaults_for_built_in_skills() {
     let config = load(
         "[skills.web_search]\nhttp = [\"https://api.tavily.com\"]\n\

@@ -27,7 +27,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Err(e) => e.to_string(),
     };
     let loaded = state.registry.skills().len();
-    let skills = if loaded > 0 {
+    let progress = state.registry.progress();
+    let skills = if !progress.finished {
+        format!("compiling {} of {}", progress.done, progress.total)
+    } else if loaded > 0 {
         "ok".to_owned()
     } else {
         format!(

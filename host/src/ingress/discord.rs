@@ -70,18 +70,18 @@ pub async fn webhook(
             header("x-signature-timestamp"),
             &body,
         )
-        .map_err(|e| state.reject(e.into()))?;
+        .map_err(AppError::from)?;
     let interaction: Interaction = state.parse(&body)?;
     match interaction.kind {
         PING => return Ok(Json(json!({ "type": PONG }))),
         APPLICATION_COMMAND => {}
         other => {
-            return Err(state.reject(AppError::BadRequest(format!(
+            return Err(AppError::BadRequest(format!(
                 "interaction type {other} is not supported; only slash commands are"
-            ))))
+            )))
         }
     }
-    let missing = |field| state.reject(AppError::BadRequest(format!("missing {field}")));
+    let missing = |field| AppError::BadRequest(format!("missing {field}"));
     let id = interaction.id.ok_or_else(|| missing("id"))?;
     let application_id = interaction
         .application_id

@@ -47,9 +47,11 @@ pub struct AppState {
     discord: Option<Arc<verify::DiscordVerifier>>,
 }
 
-/// The router with every route and the body limit.
+/// The router with every route and the body limit. Every refusal, whoever makes it (a route,
+/// the body limit, an unknown path or method), is a JSON `{"error": ...}` and is counted.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.server.max_body_bytes;
+    let refusals = state.clone();
     Router::new()
         .route("/webhook/telegram", post(telegram::webhook))
         .route("/webhook/slack", post(slack::webhook))
@@ -58,8 +60,35 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(admin::ready))
         .route("/admin/status", get(admin::status))
         .route("/admin/skills", get(admin::skills))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(move |response: Response| {
+            let state = refusals.clone();
+            async move { state.refusal(response) }
+        }))
         .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let message = format!(
+        "no route {}; molten serves POST /webhook/telegram, /webhook/slack, /webhook/discord, \
+         GET /healthz, /ready, /admin/status, /admin/skills",
+        uri.path()
+    );
+    (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!(
+        "{method} is not allowed on {}; webhooks are POST, health and admin routes GET",
+        uri.path()
+    );
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "error": message })),
+    )
+        .into_response()
 }
 
 /// A request molten does not accept, as the HTTP status and a JSON `{"error": ...}` body.
@@ -103,6 +132,35 @@ impl From<verify::VerifyError> for AppError {
 }
 
 impl AppState {
+    /// Counts a refused request (any 4xx) and gives a refusal that is not yet JSON (axum's
+    /// own, such as a body over the limit) the `{"error": ...}` shape.
+    fn refusal(&self, response: Response) -> Response {
+        let status = response.status();
+        if !status.is_client_error() {
+            return response;
+        }
+        Metrics::bump(&self.metrics.rejected);
+        let is_json = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return response;
+        }
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the body is larger than the {} bytes allowed (server.max_body_bytes)",
+                self.config.server.max_body_bytes
+            )
+        } else {
+            status
+                .canonical_reason()
+                .unwrap_or("refused")
+                .to_lowercase()
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+
     /// Shared state for the routes; builds the signature verifiers once.
     pub fn new(
         queue: Arc<dyn WorkQueue>,
@@ -134,15 +192,9 @@ impl AppState {
         })
     }
 
-    /// Counts a refusal and passes it on.
-    fn reject(&self, error: AppError) -> AppError {
-        Metrics::bump(&self.metrics.rejected);
-        error
-    }
-
     /// Parses a verified body as the platform's JSON.
     fn parse<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, AppError> {
-        serde_json::from_slice(body).map_err(|e| self.reject(AppError::BadRequest(e.to_string())))
+        serde_json::from_slice(body).map_err(|e| AppError::BadRequest(e.to_string()))
     }
 
     /// Queues a message unless it was queued before (a platform resend).

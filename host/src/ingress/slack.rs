@@ -57,7 +57,7 @@ pub async fn webhook(
             &body,
             SystemTime::now(),
         )
-        .map_err(|e| state.reject(e.into()))?;
+        .map_err(AppError::from)?;
     let event = match state.parse(&body)? {
         Payload::UrlVerification { challenge } => {
             return Ok(Json(json!({ "challenge": challenge })).into_response())

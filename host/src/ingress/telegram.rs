@@ -49,7 +49,7 @@ pub async fn webhook(
         let header = headers
             .get("x-telegram-bot-api-secret-token")
             .and_then(|v| v.to_str().ok());
-        verify::telegram(secret.expose(), header).map_err(|e| state.reject(e.into()))?;
+        verify::telegram(secret.expose(), header).map_err(AppError::from)?;
     }
     let update: Update = state.parse(&body)?;
     let Some(message) = update.message else {

@@ -20,9 +20,12 @@ pub enum VerifyError {
     /// A header is present but not in the platform's format.
     #[error("malformed header {0}")]
     MalformedHeader(&'static str),
-    /// The signature or secret does not match.
+    /// The signature does not match.
     #[error("signature does not match")]
     Mismatch,
+    /// The shared secret token (Telegram's) does not match.
+    #[error("secret token does not match")]
+    TokenMismatch,
     /// The Slack timestamp is outside the allowed window (a replay, or a badly wrong clock).
     #[error("timestamp is {skew_secs} s away from now, more than the {max_secs} s allowed")]
     Stale {
@@ -47,7 +50,7 @@ pub fn telegram(secret: &str, header: Option<&str>) -> Result<(), VerifyError> {
     if bool::from(got.as_bytes().ct_eq(secret.as_bytes())) {
         Ok(())
     } else {
-        Err(VerifyError::Mismatch)
+        Err(VerifyError::TokenMismatch)
     }
 }
 
@@ -165,13 +168,16 @@ mod tests {
         assert_eq!(telegram("s3cret", Some("s3cret")), Ok(()));
         assert_eq!(
             telegram("s3cret", Some("s3creT")),
-            Err(VerifyError::Mismatch)
+            Err(VerifyError::TokenMismatch)
         );
         assert_eq!(
             telegram("s3cret", Some("s3cret-longer")),
-            Err(VerifyError::Mismatch)
+            Err(VerifyError::TokenMismatch)
         );
-        assert_eq!(telegram("s3cret", Some("")), Err(VerifyError::Mismatch));
+        assert_eq!(
+            telegram("s3cret", Some("")),
+            Err(VerifyError::TokenMismatch)
+        );
         assert_eq!(
             telegram("s3cret", None),
             Err(VerifyError::MissingHeader(

@@ -168,8 +168,12 @@ impl Plugins {
         live: Option<String>,
     ) -> Option<String> {
         let path = |ext| self.store.path_of(name, ext);
+        let digest = files
+            .component
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), signature::digest);
         let refuse = |error: LoadError| {
-            tracing::warn!(plugin = %name, %error, "plugin refused; the version running before (if any) stays");
+            tracing::warn!(plugin = %name, %digest, %error, "plugin refused; the version running before (if any) stays");
             self.registry.refuse(name, error);
             live.clone()
         };

@@ -30,6 +30,6 @@ pub use http::{HttpPolicy, HttpRule, SkillGrant};
 pub use manifest::Manifest;
 pub use policy::Policy;
 pub use quota::{DEFAULT_MAX_FILES, DEFAULT_QUOTA_BYTES};
-pub use registry::{Grants, Origin, Registry, Skill, SkillFiles, ToolDefinition};
+pub use registry::{Grants, Origin, Progress, Registry, Skill, SkillFiles, Step, ToolDefinition};
 pub use runtime::{default_total_memory, MemoryBudget, Runtime, RuntimeConfig};
 pub use sandbox::Sandboxes;

@@ -143,79 +143,155 @@ impl SkillFiles {
     }
 }
 
-/// The plugins live now, and the reasons others were refused, by plugin name.
+/// What is live: built-in skills and plugins, and why others are not.
 #[derive(Default)]
-struct Plugins {
-    loaded: BTreeMap<String, Arc<Skill>>,
+struct Live {
+    builtin: BTreeMap<String, Arc<Skill>>,
+    errors: Vec<Arc<LoadError>>,
+    disabled: Vec<String>,
+    plugins: BTreeMap<String, Arc<Skill>>,
     refused: BTreeMap<String, Arc<LoadError>>,
+}
+
+/// How far loading the built-in skills has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Skills loaded (or refused) so far.
+    pub done: usize,
+    /// Skills found in the directories.
+    pub total: usize,
+    /// Whether every directory has been loaded.
+    pub finished: bool,
+}
+
+/// One built-in skill loaded, as [`Registry::load_dirs`] reports it.
+pub struct Step<'a> {
+    /// Its manifest.
+    pub path: &'a Path,
+    /// This is skill `index` (from 1) of `total`.
+    pub index: usize,
+    /// Skills found in the directories.
+    pub total: usize,
+    /// Bytes of its component.
+    pub size: u64,
+    /// How long checking, compiling and describing it took.
+    pub took: std::time::Duration,
 }
 
 /// The skills: built-in ones loaded at start, and plugins that come and go while it runs.
 pub struct Registry {
     runtime: Arc<Runtime>,
     grants: Grants,
-    builtin: BTreeMap<String, Arc<Skill>>,
-    errors: Vec<Arc<LoadError>>,
-    disabled: Vec<String>,
     secret_values: Vec<String>,
-    plugins: RwLock<Plugins>,
+    live: RwLock<Live>,
+    progress: std::sync::Mutex<Progress>,
 }
 
 impl Registry {
-    /// Loads every `<name>.toml` + `<name>.wasm` pair in `dirs`, in order. A skill that fails to
-    /// load is recorded in [`Registry::errors`] and does not keep the others from loading.
-    pub async fn load(runtime: Arc<Runtime>, dirs: &[PathBuf], grants: &Grants) -> Self {
-        let mut registry = Self {
+    /// A registry with no skill yet, under the operator's `grants`: [`Registry::load_dirs`]
+    /// adds the built-in ones (meanwhile [`Registry::progress`] says how far it got).
+    pub async fn new(runtime: Arc<Runtime>, grants: &Grants) -> Self {
+        Self {
             runtime,
             grants: grants.clone(),
-            builtin: BTreeMap::new(),
-            errors: Vec::new(),
-            disabled: Vec::new(),
             secret_values: bound_secret_values(grants).await,
-            plugins: RwLock::default(),
-        };
-        for dir in dirs {
-            match find_skill_files(dir) {
-                Ok(found) => {
-                    for manifest in found.manifests {
-                        registry.load_builtin(&manifest).await;
-                    }
-                    registry
-                        .errors
-                        .extend(found.errors.into_iter().map(Arc::new));
-                }
-                Err(error) => registry.errors.push(Arc::new(error)),
-            }
+            live: RwLock::default(),
+            progress: std::sync::Mutex::new(Progress {
+                done: 0,
+                total: 0,
+                finished: false,
+            }),
         }
+    }
+
+    /// [`Registry::new`], then [`Registry::load_dirs`].
+    pub async fn load(runtime: Arc<Runtime>, dirs: &[PathBuf], grants: &Grants) -> Self {
+        let registry = Self::new(runtime, grants).await;
+        registry.load_dirs(dirs, |_| {}).await;
         registry
     }
 
-    async fn load_builtin(&mut self, manifest_path: &Path) {
+    fn live(&self) -> std::sync::RwLockReadGuard<'_, Live> {
+        self.live.read().expect("the skill table is never poisoned")
+    }
+
+    fn live_mut(&self) -> std::sync::RwLockWriteGuard<'_, Live> {
+        self.live
+            .write()
+            .expect("the skill table is never poisoned")
+    }
+
+    fn set_progress(&self, change: impl FnOnce(&mut Progress)) {
+        change(&mut self.progress.lock().expect("progress is never poisoned"));
+    }
+
+    /// Loads every `<name>.toml` + `<name>.wasm` pair in `dirs`, in order, each live as soon as
+    /// it is loaded, calling `report` after each. A skill that fails to load is recorded in
+    /// [`Registry::errors`] and does not keep the others from loading.
+    pub async fn load_dirs(&self, dirs: &[PathBuf], mut report: impl FnMut(Step<'_>)) {
+        let mut manifests = Vec::new();
+        for dir in dirs {
+            match find_skill_files(dir) {
+                Ok(found) => {
+                    manifests.extend(found.manifests);
+                    self.live_mut()
+                        .errors
+                        .extend(found.errors.into_iter().map(Arc::new));
+                }
+                Err(error) => self.live_mut().errors.push(Arc::new(error)),
+            }
+        }
+        let total = manifests.len();
+        self.set_progress(|p| p.total = total);
+        for (i, manifest) in manifests.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let size = std::fs::metadata(manifest.with_extension("wasm")).map_or(0, |m| m.len());
+            self.load_builtin(manifest).await;
+            self.set_progress(|p| p.done = i + 1);
+            report(Step {
+                path: manifest,
+                index: i + 1,
+                total,
+                size,
+                took: started.elapsed(),
+            });
+        }
+        self.set_progress(|p| p.finished = true);
+    }
+
+    /// How far loading the built-in skills has got.
+    pub fn progress(&self) -> Progress {
+        *self.progress.lock().expect("progress is never poisoned")
+    }
+
+    async fn load_builtin(&self, manifest_path: &Path) {
         let loaded = match SkillFiles::read(manifest_path) {
             Ok(files) => self.prepare(files, Origin::Builtin).await,
             Err(error) => Err(error),
         };
+        let mut live = self.live_mut();
         match loaded {
             Ok(skill) => {
-                if let Some(first) = self.builtin.get(&skill.manifest.name) {
-                    self.errors.push(Arc::new(LoadError::Duplicate {
+                if let Some(first) = live.builtin.get(&skill.manifest.name) {
+                    let error = LoadError::Duplicate {
                         path: manifest_path.to_owned(),
                         name: skill.manifest.name.clone(),
                         other: first.component.with_extension("toml"),
-                    }));
+                    };
+                    live.errors.push(Arc::new(error));
                 } else {
                     tracing::debug!(skill = %skill.manifest.name, "skill loaded");
-                    self.builtin
+                    live.builtin
                         .insert(skill.manifest.name.clone(), Arc::new(skill));
                 }
             }
             Err(LoadError::Disabled { name, .. }) => {
                 tracing::info!(skill = %name, "skill disabled by the operator");
-                self.disabled.push(name);
+                live.disabled.push(name);
             }
             Err(error) => {
                 tracing::warn!(error = %error, "skill not loaded");
-                self.errors.push(Arc::new(error));
+                live.errors.push(Arc::new(error));
             }
         }
     }
@@ -228,63 +304,48 @@ impl Registry {
 
     /// Whether a built-in skill is called `name`.
     pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains_key(name)
+        self.live().builtin.contains_key(name)
     }
 
     /// Makes `skill` the live plugin of its name (over a built-in one of the same name, which
     /// the caller has allowed) and forgets an earlier refusal. Calls already running finish on
     /// the version they started with.
     pub fn install(&self, skill: Skill) {
-        let mut plugins = self
-            .plugins
-            .write()
-            .expect("the plugin table is never poisoned");
+        let mut live = self.live_mut();
         let name = skill.manifest.name.clone();
-        plugins.refused.remove(&name);
-        plugins.loaded.insert(name, Arc::new(skill));
+        live.refused.remove(&name);
+        live.plugins.insert(name, Arc::new(skill));
     }
 
     /// Records why plugin `name` was refused. A working version of it stays live.
     pub fn refuse(&self, name: &str, error: LoadError) {
-        let mut plugins = self
-            .plugins
-            .write()
-            .expect("the plugin table is never poisoned");
-        plugins.refused.insert(name.to_owned(), Arc::new(error));
+        self.live_mut()
+            .refused
+            .insert(name.to_owned(), Arc::new(error));
     }
 
     /// Removes plugin `name` and any refusal of it; a built-in skill of that name comes back.
     /// Returns whether a live plugin was removed.
     pub fn remove(&self, name: &str) -> bool {
-        let mut plugins = self
-            .plugins
-            .write()
-            .expect("the plugin table is never poisoned");
-        plugins.refused.remove(name);
-        plugins.loaded.remove(name).is_some()
+        let mut live = self.live_mut();
+        live.refused.remove(name);
+        live.plugins.remove(name).is_some()
     }
 
     /// The skill called `name`: a plugin, else a built-in skill.
     pub fn get(&self, name: &str) -> Option<Arc<Skill>> {
-        let plugins = self
-            .plugins
-            .read()
-            .expect("the plugin table is never poisoned");
-        plugins
-            .loaded
+        let live = self.live();
+        live.plugins
             .get(name)
-            .or_else(|| self.builtin.get(name))
+            .or_else(|| live.builtin.get(name))
             .cloned()
     }
 
     /// The live skills, by name.
     pub fn skills(&self) -> Vec<Arc<Skill>> {
-        let plugins = self
-            .plugins
-            .read()
-            .expect("the plugin table is never poisoned");
-        let mut all = self.builtin.clone();
-        all.extend(plugins.loaded.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let live = self.live();
+        let mut all = live.builtin.clone();
+        all.extend(live.plugins.iter().map(|(k, v)| (k.clone(), v.clone())));
         all.into_values().collect()
     }
 
@@ -296,18 +357,15 @@ impl Registry {
 
     /// Why the skills that are not live failed to load: built-in ones, then refused plugins.
     pub fn errors(&self) -> Vec<Arc<LoadError>> {
-        let plugins = self
-            .plugins
-            .read()
-            .expect("the plugin table is never poisoned");
-        let mut errors = self.errors.clone();
-        errors.extend(plugins.refused.values().cloned());
+        let live = self.live();
+        let mut errors = live.errors.clone();
+        errors.extend(live.refused.values().cloned());
         errors
     }
 
     /// Skills the operator disabled (`[skills.<name>] enabled = false`).
-    pub fn disabled(&self) -> &[String] {
-        &self.disabled
+    pub fn disabled(&self) -> Vec<String> {
+        self.live().disabled.clone()
     }
 
     /// The runtime the skills run on.
