@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod authoring;
 pub mod azure;
 pub mod channels;
 pub mod config;

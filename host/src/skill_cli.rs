@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use molten::authoring;
 use molten::config::Config;
 use molten::plugins::{signature, PluginFiles, PluginStore, Verified};
-use molten::skills::{CallContext, Origin, Registry, Skill};
+use molten::skills::{CallContext, Origin, Registry, Runtime, Skill};
 
 #[derive(Subcommand)]
 pub(crate) enum SkillCommand {
@@ -28,11 +29,36 @@ pub(crate) enum SkillCommand {
         /// The conversation the call belongs to.
         #[arg(long, default_value = "cli")]
         session: String,
+        /// Run the skill found in this directory (e.g. a project's dist/) instead of the
+        /// installed ones.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Print the skill's output and errors byte for byte. By default control characters
         /// are shown escaped when printing to a terminal, so that a skill cannot clear the
         /// screen, retitle the window or write the clipboard.
         #[arg(long)]
         raw: bool,
+    },
+    /// Start a skill project in DIR (default ./NAME) that builds and passes its tests as it is.
+    New {
+        /// The skill's name: the function the model calls ([a-z][a-z0-9_]*).
+        name: String,
+        /// Where to put it [default: ./NAME]
+        dir: Option<PathBuf>,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+    },
+    /// Compile the skill project in DIR (default .) to dist/NAME.wasm and check it as the host
+    /// will: world, describe() against the manifest, limits, capabilities.
+    Build {
+        /// The project [default: .]
+        dir: Option<PathBuf>,
+    },
+    /// Build the skill project in DIR (default .), then run its tests.toml through the runtime.
+    Test {
+        /// The project [default: .]
+        dir: Option<PathBuf>,
     },
     /// Make an Ed25519 key pair for signing plugins: KEY (private, mode 0600) and KEY.pub.
     Keygen(KeygenArgs),
@@ -88,6 +114,13 @@ pub(crate) struct VerifyArgs {
     public: PathBuf,
 }
 
+/// A skill project's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    /// Rust, with the molten-skill SDK.
+    Rust,
+}
+
 /// Which plugin store a command works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum StoreKind {
@@ -100,7 +133,10 @@ pub(crate) enum StoreKind {
 impl SkillCommand {
     /// Key generation, signing and verifying run where plugins are built, with no config.
     pub(crate) fn needs_config(&self) -> bool {
-        !matches!(self, Self::Keygen(_) | Self::Sign(_) | Self::Verify(_))
+        !matches!(
+            self,
+            Self::Keygen(_) | Self::Sign(_) | Self::Verify(_) | Self::New { .. }
+        )
     }
 }
 
@@ -228,6 +264,58 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let config = || config.context("this command needs the molten configuration");
     match command {
+        SkillCommand::New {
+            name,
+            dir,
+            lang: Lang::Rust,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            authoring::scaffold::new_rust(&name, &dir)?;
+            println!("created {name} in {}", dir.display());
+            eprintln!(
+                "next: cd {} && molten skill test   (the first build compiles the standard library for wasm: about a minute)",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SkillCommand::Build { dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let (built, registry) = build_and_load(config()?, &dir).await?;
+            let skill = registry.get(&built.name).expect("loaded");
+            let size = std::fs::metadata(&built.component).map_or(0, |m| m.len());
+            println!("{}", describe_skill(&skill));
+            println!("  size: {} KiB", size >> 10);
+            Ok(ExitCode::SUCCESS)
+        }
+        SkillCommand::Test { dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let cases = authoring::cases::read(&dir.join("tests.toml"))?;
+            let (built, registry) = build_and_load(config()?, &dir).await?;
+            let outcomes = authoring::cases::run(&registry, &built.name, &cases).await;
+            let failed = outcomes.iter().filter(|o| !o.passed).count();
+            for outcome in &outcomes {
+                if outcome.passed {
+                    println!("ok     case {} {}", outcome.index, outcome.arguments);
+                } else {
+                    println!(
+                        "FAILED case {} {}: {}",
+                        outcome.index,
+                        outcome.arguments,
+                        shown(outcome.detail.clone(), !std::io::stdout().is_terminal())
+                    );
+                }
+            }
+            println!(
+                "{}: {} passed, {failed} failed",
+                built.name,
+                outcomes.len() - failed
+            );
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         SkillCommand::Keygen(args) => keygen(&args),
         SkillCommand::Sign(args) => sign(&args),
         SkillCommand::Verify(args) => verify(&args),
@@ -249,8 +337,12 @@ pub(crate) async fn run(
             user,
             session,
             raw,
+            dir,
         } => {
-            let registry = load(config()?).await?;
+            let registry = match dir {
+                Some(dir) => Arc::new(load_dir(config()?, &dir).await?),
+                None => load(config()?).await?,
+            };
             run_skill(
                 &registry,
                 &name,
@@ -292,6 +384,30 @@ async fn load(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let entra = molten::service::entra_credential(config, &http)?;
     let account = molten::service::storage_account(config, &http, entra.as_ref())?;
     Ok(molten::service::load_skills(config, account.as_ref(), vault).await?)
+}
+
+/// Only the skills in `dir`, under the config's grants and policy.
+async fn load_dir(config: &Config, dir: &Path) -> anyhow::Result<Registry> {
+    let runtime = Arc::new(Runtime::new(config.runtime())?);
+    Ok(Registry::load(runtime, &[dir.to_owned()], &config.grants(None)).await)
+}
+
+/// Builds the project in `dir` and loads it as the host would; an error if it does not load.
+async fn build_and_load(
+    config: &Config,
+    dir: &Path,
+) -> anyhow::Result<(authoring::build::Built, Registry)> {
+    let built = authoring::build::build(dir)?;
+    let dist = built.component.parent().unwrap_or(dir).to_owned();
+    let registry = load_dir(config, &dist).await?;
+    if registry.get(&built.name).is_none() {
+        report_load_errors(&registry);
+        anyhow::bail!(
+            "{} compiled but would not load in molten; fix what is said above",
+            built.name
+        );
+    }
+    Ok((built, registry))
 }
 
 /// Runs skill `name` once and prints its output (or error).

@@ -1,0 +1,158 @@
+//! `molten skill build`: molten's toolchain (installed by the same script the repository uses
+//! when a piece is missing), cargo, and the component laid out as the host loads it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{io, AuthorError};
+
+/// The repository's toolchain installer, run when a piece is missing.
+const TOOLCHAIN_SCRIPT: &str = include_str!("../../../scripts/toolchain");
+
+/// What the guest build needs, with the package or command that provides each.
+const PIECES: &[(&str, &str)] = &[
+    ("/usr/bin/rustc", "apt package rustc-web"),
+    ("/usr/bin/cargo", "apt package cargo-web"),
+    (
+        "/usr/lib/rustlib/src/rust/library",
+        "apt package rust-web-src",
+    ),
+    ("/usr/bin/wasm-ld-19", "apt package lld-19"),
+    (
+        "/usr/lib/wasm32-wasi/crt1-reactor.o",
+        "apt package wasi-libc",
+    ),
+];
+
+/// A built skill: the component and its manifest, side by side.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The skill's name.
+    pub name: String,
+    /// `dist/<name>.wasm`.
+    pub component: PathBuf,
+    /// `dist/<name>.toml`.
+    pub manifest: PathBuf,
+}
+
+fn cargo_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_default()
+        .join("bin")
+}
+
+/// The pieces of the toolchain that are missing, each with what provides it.
+pub fn missing_pieces() -> Vec<String> {
+    let mut missing: Vec<String> = PIECES
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(path, from)| format!("{path} ({from})"))
+        .collect();
+    if !cargo_bin().join("wasm-component-ld").exists() {
+        missing.push("wasm-component-ld (cargo install wasm-component-ld)".into());
+    }
+    missing
+}
+
+/// Installs the missing pieces with the repository's toolchain script.
+fn ensure_toolchain() -> Result<(), AuthorError> {
+    let missing = missing_pieces();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing the skill toolchain: {}", missing.join(", "));
+    let status = Command::new("bash")
+        .args(["-c", TOOLCHAIN_SCRIPT])
+        .status()
+        .map_err(|e| {
+            AuthorError::Toolchain(format!("cannot run bash to install the toolchain: {e}"))
+        })?;
+    let still = missing_pieces();
+    if !status.success() || !still.is_empty() {
+        return Err(AuthorError::Toolchain(format!(
+            "the skill toolchain is incomplete: missing {}; install with `sudo apt-get install \
+             rustc-web cargo-web rust-web-src lld-19 wasi-libc` and `cargo install \
+             wasm-component-ld`",
+            if still.is_empty() { missing } else { still }.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The skill name in `dir/skill.toml`.
+fn skill_name(dir: &Path) -> Result<String, AuthorError> {
+    let path = dir.join("skill.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        AuthorError::Project(format!(
+            "{}: {e}; is {} a skill project (made by `molten skill new`)?",
+            path.display(),
+            dir.display()
+        ))
+    })?;
+    let value: toml::Table = toml::from_str(&text)
+        .map_err(|e| AuthorError::Project(format!("{}: {}", path.display(), e.message())))?;
+    value
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| AuthorError::Project(format!("{}: field `name` is missing", path.display())))
+}
+
+/// The crate name in `dir/Cargo.toml`, as the component file is named (`-` as `_`).
+fn crate_file(dir: &Path) -> Result<String, AuthorError> {
+    let path = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let value: toml::Table = toml::from_str(&text)
+        .map_err(|e| AuthorError::Project(format!("{}: {}", path.display(), e.message())))?;
+    value
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(|n| n.replace('-', "_"))
+        .ok_or_else(|| AuthorError::Project(format!("{}: no [package] name", path.display())))
+}
+
+/// Compiles the project in `dir` (its compiler output shown as it comes) and lays the
+/// component and manifest out in `dir/dist` as `<name>.wasm` and `<name>.toml`.
+pub fn build(dir: &Path) -> Result<Built, AuthorError> {
+    let name = skill_name(dir)?;
+    let crate_file = crate_file(dir)?;
+    ensure_toolchain()?;
+    let path = format!(
+        "{}:{}",
+        cargo_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let status = Command::new("/usr/bin/cargo")
+        .args(["build", "--release"])
+        .current_dir(dir)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("PATH", path)
+        // The host's own cargo settings must not leak into the guest build.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .map_err(|e| AuthorError::Toolchain(format!("cannot run /usr/bin/cargo: {e}")))?;
+    if !status.success() {
+        return Err(AuthorError::Compile(format!(
+            "{name} did not compile; the compiler's messages are above"
+        )));
+    }
+    let built = dir
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{crate_file}.wasm"));
+    let dist = dir.join("dist");
+    std::fs::create_dir_all(&dist).map_err(io(&dist))?;
+    let component = dist.join(format!("{name}.wasm"));
+    let manifest = dist.join(format!("{name}.toml"));
+    std::fs::copy(&built, &component).map_err(io(&built))?;
+    std::fs::copy(dir.join("skill.toml"), &manifest).map_err(io(dir.join("skill.toml")))?;
+    Ok(Built {
+        name,
+        component,
+        manifest,
+    })
+}
