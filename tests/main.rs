@@ -26,6 +26,7 @@ macro_rules! contract {
     };
 }
 
+mod authoring;
 mod azurite;
 
 mod bash;

@@ -130,8 +130,7 @@ pub fn build(dir: &Path) -> Result<Built, AuthorError> {
         .current_dir(dir)
         .env("RUSTC_BOOTSTRAP", "1")
         .env("PATH", path)
-        // The host's own cargo settings must not leak into the guest build.
-        .env_remove("CARGO_TARGET_DIR")
+        // The host's own flags must not leak into the guest build.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .status()
@@ -141,8 +140,12 @@ pub fn build(dir: &Path) -> Result<Built, AuthorError> {
             "{name} did not compile; the compiler's messages are above"
         )));
     }
-    let built = dir
-        .join("target/wasm32-wasip2/release")
+    // CARGO_TARGET_DIR, when set, wins over the project's target-dir, as it does for cargo.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| dir.join(t))
+        .unwrap_or_else(|| dir.join("target"));
+    let built = target
+        .join("wasm32-wasip2/release")
         .join(format!("{crate_file}.wasm"));
     let dist = dir.join("dist");
     std::fs::create_dir_all(&dist).map_err(io(&dist))?;

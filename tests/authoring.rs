@@ -1,0 +1,185 @@
+//! A skill author's loop, as a new user runs it from an empty directory: `molten skill new`,
+//! `test`, `build`, the mistakes authors make (each with a clear message), and the skill
+//! answering in chat once installed into a running `molten serve`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::fakes::{config, llm_text, llm_tool, Fake, Molten, ADMIN_TOKEN};
+use crate::support::temp_dir;
+
+/// `molten skill ARGS` in `dir`, with `data` as the data directory and no config file.
+fn skill(dir: &Path, data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("skill")
+        .args(args)
+        .current_dir(dir)
+        // The guest target directory of scripts/build-skills: the standard library it built
+        // for wasm is reused instead of built again for this project.
+        .env(
+            "CARGO_TARGET_DIR",
+            crate::support::root().join("target").join("guest"),
+        )
+        .env_remove("MOLTEN_CONFIG")
+        .env_remove("MOLTEN_SKILLS_DIR")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from} in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_skill_is_built_tested_and_answers_in_chat() {
+    let empty = temp_dir();
+    let data = temp_dir();
+    let started = Instant::now();
+    let new = skill(empty.path(), data.path(), &["new", "word_count"]);
+    assert!(new.status.success(), "{}", text(&new));
+    let project = empty.path().join("word_count");
+
+    // The scaffold builds and passes its own tests as it is.
+    let test = skill(&project, data.path(), &["test"]);
+    assert!(test.status.success(), "{}", text(&test));
+    let report = text(&test);
+    assert!(
+        report.contains("word_count: 4 passed, 0 failed"),
+        "{report}"
+    );
+    eprintln!("skill new → tests passing: {:?}", started.elapsed());
+
+    let build = skill(&project, data.path(), &["build"]);
+    assert!(build.status.success(), "{}", text(&build));
+    let shown = text(&build);
+    assert!(
+        shown.contains("capabilities: filesystem sandbox") && shown.contains("size: "),
+        "{shown}"
+    );
+    let dist = project.join("dist");
+    let run = skill(
+        &project,
+        data.path(),
+        &["run", "--dir", "dist", "word_count", r#"{"text": "a b c"}"#],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        "1 lines, 3 words, 5 characters",
+        "{}",
+        text(&run)
+    );
+
+    // Installed into the plugin store of a running molten, called by the model.
+    let fake = Fake::start().await;
+    let molten = Molten::start(&config(&fake, ""), &[]).await;
+    let install = Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("--data-dir")
+        .arg(&molten.data)
+        .args(["skill", "install"])
+        .arg(dist.join("word_count.wasm"))
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{}", text(&install));
+    let loaded = Instant::now();
+    loop {
+        let status: serde_json::Value = molten
+            .get("/admin/status", Some(ADMIN_TOKEN))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if status["skills"].to_string().contains("word_count") {
+            break;
+        }
+        assert!(
+            loaded.elapsed() < Duration::from_secs(20),
+            "{}",
+            molten.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.script_llm([
+        llm_tool("w1", "word_count", json!({"text": "to be or not to be"})),
+        llm_text("Six words."),
+    ]);
+    molten
+        .telegram(1, 77, "how many words in: to be or not to be")
+        .await;
+    let sent = fake
+        .wait_for("/sendMessage", 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(sent[0].body["text"], "Six words.");
+    let requests = fake.llm_requests();
+    let result = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["content"], "1 lines, 6 words, 18 characters");
+    eprintln!("skill new → answer in chat: {:?}", started.elapsed());
+
+    // What authors get wrong, each said clearly.
+    let lib = project.join("src/lib.rs");
+    let manifest = project.join("skill.toml");
+    edit(&lib, "text.lines().count(),", "text.lines().count()");
+    let broken = skill(&project, data.path(), &["build"]);
+    assert!(!broken.status.success());
+    let said = text(&broken);
+    assert!(
+        said.contains("error")
+            && said.contains("src/lib.rs")
+            && said.contains("word_count did not compile"),
+        "{said}"
+    );
+    edit(&lib, "text.lines().count()", "text.lines().count(),");
+
+    edit(&manifest, "description =", "descriptin =");
+    let typo = skill(&project, data.path(), &["build"]);
+    assert!(!typo.status.success());
+    let said = text(&typo);
+    assert!(
+        said.contains("descriptin") && said.contains("would not load"),
+        "{said}"
+    );
+    edit(&manifest, "descriptin =", "description =");
+
+    edit(&lib, "name: \"word_count\"", "name: \"word_counter\"");
+    let renamed = skill(&project, data.path(), &["build"]);
+    assert!(!renamed.status.success());
+    let said = text(&renamed);
+    assert!(
+        said.contains("names the skill `word_counter` but its manifest names it `word_count`"),
+        "{said}"
+    );
+    edit(&lib, "name: \"word_counter\"", "name: \"word_count\"");
+
+    let tests = project.join("tests.toml");
+    edit(
+        &tests,
+        "output = \"2 lines, 4 words",
+        "output = \"3 lines, 4 words",
+    );
+    let failing = skill(&project, data.path(), &["test"]);
+    assert!(!failing.status.success());
+    let said = text(&failing);
+    assert!(
+        said.contains("FAILED case 1") && said.contains("3 passed, 1 failed"),
+        "{said}"
+    );
+}
