@@ -348,3 +348,22 @@ async fn a_schema_that_is_not_a_json_schema_is_refused() {
         assert!(message.contains("not a valid JSON Schema"), "{message}");
     }
 }
+
+/// A component built against `molten:skill@0.1.0` (by `molten skill new` + `build` of molten
+/// 0.1.0, checked in as it was built): every later molten must keep loading and running it.
+#[tokio::test]
+async fn a_skill_built_against_0_1_0_keeps_loading() {
+    let host = Host::load(&[root().join("tests").join("data").join("abi")]).await;
+    assert!(
+        host.registry.errors().is_empty(),
+        "{:?}",
+        host.registry.errors()
+    );
+    let skill = host.registry.get("word_count").expect("loaded");
+    assert!(skill.definition().parameters["properties"]["text"].is_object());
+    let out = host
+        .call("word_count", "u", json!({"text": "one two three"}))
+        .await
+        .unwrap();
+    assert_eq!(out, "1 lines, 3 words, 13 characters");
+}
