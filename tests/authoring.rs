@@ -183,3 +183,62 @@ async fn a_new_skill_is_built_tested_and_answers_in_chat() {
         "{said}"
     );
 }
+
+#[test]
+fn a_new_python_skill_is_built_and_tested_and_cannot_reach_the_host() {
+    let empty = temp_dir();
+    let data = temp_dir();
+    crate::support::share_compile_cache(data.path());
+    let started = Instant::now();
+    let new = skill(
+        empty.path(),
+        data.path(),
+        &["new", "csv_summary", "--lang", "python"],
+    );
+    assert!(new.status.success(), "{}", text(&new));
+    let project = empty.path().join("csv_summary");
+    let test = skill(&project, data.path(), &["test"]);
+    let report = text(&test);
+    assert!(test.status.success(), "{report}");
+    // Including the case that reads /etc/passwd: the host's files do not exist for it.
+    assert!(
+        report.contains("csv_summary: 4 passed, 0 failed"),
+        "{report}"
+    );
+    eprintln!("python skill new → tests passing: {:?}", started.elapsed());
+
+    let sandbox = data.path().join("sandboxes").join("cli");
+    std::fs::create_dir_all(&sandbox).unwrap();
+    std::fs::write(sandbox.join("t.csv"), "name,age\nada,36\nalan,41\n").unwrap();
+    let run = skill(
+        &project,
+        data.path(),
+        &[
+            "run",
+            "--dir",
+            "dist",
+            "csv_summary",
+            r#"{"path": "/tmp/t.csv"}"#,
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        "/tmp/t.csv: 2 rows, 2 columns\nname: 2 distinct values (ada, alan)\nage: numeric, min 36, max 41, mean 38.5",
+        "{}",
+        text(&run)
+    );
+
+    // A Python error is the author's to see, not a crash of molten.
+    edit(
+        &project.join("app.py"),
+        "def summarise(path, max_columns):",
+        "def summarise(path, max_columns)",
+    );
+    let broken = skill(&project, data.path(), &["build"]);
+    assert!(!broken.status.success());
+    let said = text(&broken);
+    assert!(
+        said.contains("SyntaxError") && said.contains("app.py did not build"),
+        "{said}"
+    );
+}

@@ -119,6 +119,8 @@ pub(crate) struct VerifyArgs {
 pub(crate) enum Lang {
     /// Rust, with the molten-skill SDK.
     Rust,
+    /// Python (CPython in the component, by componentize-py).
+    Python,
 }
 
 /// Which plugin store a command works on.
@@ -264,16 +266,16 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let config = || config.context("this command needs the molten configuration");
     match command {
-        SkillCommand::New {
-            name,
-            dir,
-            lang: Lang::Rust,
-        } => {
+        SkillCommand::New { name, dir, lang } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            authoring::scaffold::new_rust(&name, &dir)?;
+            let lang = match lang {
+                Lang::Rust => authoring::scaffold::Lang::Rust,
+                Lang::Python => authoring::scaffold::Lang::Python,
+            };
+            authoring::scaffold::new(&name, lang, &dir)?;
             println!("created {name} in {}", dir.display());
             eprintln!(
-                "next: cd {} && molten skill test   (the first build compiles the standard library for wasm: about a minute)",
+                "next: cd {} && molten skill test   (the first build installs the toolchain if needed: a minute or two)",
                 dir.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -291,7 +293,7 @@ pub(crate) async fn run(
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
             let cases = authoring::cases::read(&dir.join("tests.toml"))?;
             let (built, registry) = build_and_load(config()?, &dir).await?;
-            let outcomes = authoring::cases::run(&registry, &built.name, &cases).await;
+            let outcomes = authoring::cases::run(&registry, &built.name, &cases).await?;
             let failed = outcomes.iter().filter(|o| !o.passed).count();
             for outcome in &outcomes {
                 if outcome.passed {

@@ -1,5 +1,6 @@
-//! `molten skill build`: molten's toolchain (installed by the same script the repository uses
-//! when a piece is missing), cargo, and the component laid out as the host loads it.
+//! `molten skill build`: molten's toolchain (for Rust, installed by the same script the
+//! repository uses when a piece is missing; for Python, componentize-py from PyPI in a virtual
+//! environment of its own), and the component laid out as the host loads it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -114,10 +115,101 @@ fn crate_file(dir: &Path) -> Result<String, AuthorError> {
         .ok_or_else(|| AuthorError::Project(format!("{}: no [package] name", path.display())))
 }
 
-/// Compiles the project in `dir` (its compiler output shown as it comes) and lays the
-/// component and manifest out in `dir/dist` as `<name>.wasm` and `<name>.toml`.
+/// The componentize-py release Python skills are built with.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Compiles the project in `dir` (a Rust crate, or a Python `app.py`; the compiler's output
+/// shown as it comes) and lays the component and manifest out in `dir/dist` as `<name>.wasm`
+/// and `<name>.toml`.
 pub fn build(dir: &Path) -> Result<Built, AuthorError> {
     let name = skill_name(dir)?;
+    let dist = dir.join("dist");
+    std::fs::create_dir_all(&dist).map_err(io(&dist))?;
+    let component = dist.join(format!("{name}.wasm"));
+    if dir.join("app.py").is_file() {
+        build_python(dir, &component)?;
+    } else {
+        let built = build_rust(dir, &name)?;
+        std::fs::copy(&built, &component).map_err(io(&built))?;
+    }
+    let manifest = dist.join(format!("{name}.toml"));
+    std::fs::copy(dir.join("skill.toml"), &manifest).map_err(io(dir.join("skill.toml")))?;
+    Ok(Built {
+        name,
+        component,
+        manifest,
+    })
+}
+
+/// Where molten keeps the tools it installs for skill authors.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("molten")
+}
+
+/// componentize-py, installed into a virtual environment of molten's own when missing.
+fn componentize_py() -> Result<PathBuf, AuthorError> {
+    let venv = tools_dir().join(COMPONENTIZE_PY.replace("==", "-"));
+    let tool = venv.join("bin").join("componentize-py");
+    if tool.is_file() {
+        return Ok(tool);
+    }
+    eprintln!("installing {COMPONENTIZE_PY} into {}", venv.display());
+    let missing = |what: &str, e: &dyn std::fmt::Display| {
+        AuthorError::Toolchain(format!(
+            "cannot {what} ({e}); Python skills need python3 with venv (apt package \
+             python3-venv) and {COMPONENTIZE_PY} from PyPI"
+        ))
+    };
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .map_err(|e| missing("run python3", &e))?;
+    if !made.success() {
+        return Err(missing("make a virtual environment", &made));
+    }
+    let installed = Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", COMPONENTIZE_PY])
+        .status()
+        .map_err(|e| missing("run pip", &e))?;
+    if !installed.success() || !tool.is_file() {
+        let _ = std::fs::remove_dir_all(&venv);
+        return Err(missing("install componentize-py", &installed));
+    }
+    Ok(tool)
+}
+
+/// `componentize-py` on `dir/app.py` against the vendored WIT.
+fn build_python(dir: &Path, component: &Path) -> Result<(), AuthorError> {
+    let tool = componentize_py()?;
+    let status = Command::new(tool)
+        .args([
+            "-d",
+            ".molten/wit",
+            "-w",
+            "skill",
+            "componentize",
+            "app",
+            "-o",
+        ])
+        .arg(component)
+        .current_dir(dir)
+        .status()
+        .map_err(|e| AuthorError::Toolchain(format!("cannot run componentize-py: {e}")))?;
+    if !status.success() {
+        return Err(AuthorError::Compile(
+            "app.py did not build; componentize-py's messages are above".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `cargo build` of the crate in `dir`; returns the component it made.
+fn build_rust(dir: &Path, name: &str) -> Result<PathBuf, AuthorError> {
     let crate_file = crate_file(dir)?;
     ensure_toolchain()?;
     let path = format!(
@@ -144,18 +236,7 @@ pub fn build(dir: &Path) -> Result<Built, AuthorError> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|t| dir.join(t))
         .unwrap_or_else(|| dir.join("target"));
-    let built = target
+    Ok(target
         .join("wasm32-wasip2/release")
-        .join(format!("{crate_file}.wasm"));
-    let dist = dir.join("dist");
-    std::fs::create_dir_all(&dist).map_err(io(&dist))?;
-    let component = dist.join(format!("{name}.wasm"));
-    let manifest = dist.join(format!("{name}.toml"));
-    std::fs::copy(&built, &component).map_err(io(&built))?;
-    std::fs::copy(dir.join("skill.toml"), &manifest).map_err(io(dir.join("skill.toml")))?;
-    Ok(Built {
-        name,
-        component,
-        manifest,
-    })
+        .join(format!("{crate_file}.wasm")))
 }

@@ -27,6 +27,9 @@ pub struct Case {
     pub error: Option<String>,
     /// The user whose sandbox the call works in (default `test`).
     pub user: Option<String>,
+    /// Files written into that sandbox before the call: relative path → content.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// What a case did.
@@ -48,6 +51,20 @@ pub fn read(path: &Path) -> Result<Vec<Case>, AuthorError> {
     let file: CasesFile = toml::from_str(&text)
         .map_err(|e| AuthorError::Project(format!("{}: {}", path.display(), e.message().trim())))?;
     for (i, case) in file.case.iter().enumerate() {
+        let outside = case.files.keys().find(|name| {
+            let path = Path::new(name);
+            path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        });
+        if let Some(name) = outside {
+            return Err(AuthorError::Project(format!(
+                "{}: case {}: file `{name}` must be a relative path inside the sandbox",
+                path.display(),
+                i + 1
+            )));
+        }
         if case.output.is_some() == case.error.is_some() {
             return Err(AuthorError::Project(format!(
                 "{}: case {} needs exactly one of `output` and `error`",
@@ -60,11 +77,28 @@ pub fn read(path: &Path) -> Result<Vec<Case>, AuthorError> {
 }
 
 /// Runs every case against skill `name` of `registry`.
-pub async fn run(registry: &Registry, name: &str, cases: &[Case]) -> Vec<Outcome> {
+pub async fn run(
+    registry: &Registry,
+    name: &str,
+    cases: &[Case],
+) -> Result<Vec<Outcome>, AuthorError> {
     let mut outcomes = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let arguments = serde_json::to_string(&case.arguments).unwrap_or_default();
         let user = case.user.as_deref().unwrap_or("test");
+        if !case.files.is_empty() {
+            let sandbox =
+                registry.runtime().sandboxes().dir_for(user).map_err(|e| {
+                    AuthorError::Project(format!("cannot prepare the sandbox: {e}"))
+                })?;
+            for (file, content) in &case.files {
+                let path = sandbox.join(file);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(super::io(parent))?;
+                }
+                std::fs::write(&path, content).map_err(super::io(&path))?;
+            }
+        }
         let result = registry
             .invoke(name, &arguments, &CallContext::new(user, "test"))
             .await;
@@ -91,5 +125,5 @@ pub async fn run(registry: &Registry, name: &str, cases: &[Case]) -> Vec<Outcome
             detail,
         });
     }
-    outcomes
+    Ok(outcomes)
 }

@@ -1,11 +1,44 @@
-//! `molten skill new NAME`: a Rust skill project that builds and passes its tests as it is.
+//! `molten skill new NAME`: a Rust or Python skill project that builds and passes its tests as
+//! it is.
 
 use std::path::{Path, PathBuf};
 
 use super::{io, AuthorError};
 
-/// The files of a new project, with `{{name}}`, `{{crate}}` and `{{molten_version}}` to fill.
-const FILES: &[(&str, &str)] = &[
+/// The languages a project can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Rust, on the molten-skill SDK.
+    Rust,
+    /// Python, componentized with CPython by componentize-py.
+    Python,
+}
+
+/// The files of a new Python project.
+const PYTHON: &[(&str, &str)] = &[
+    ("app.py", include_str!("../../templates/python/app.py")),
+    (
+        "skill.toml",
+        include_str!("../../templates/python/skill.toml"),
+    ),
+    (
+        "tests.toml",
+        include_str!("../../templates/python/tests.toml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/python/README.md"),
+    ),
+    (".gitignore", "/dist\n__pycache__/\n"),
+    (
+        ".molten/wit/skill.wit",
+        include_str!("../../../wit/skill.wit"),
+    ),
+];
+
+/// The files of a new Rust project, with `{{name}}`, `{{crate}}` and `{{molten_version}}` to
+/// fill.
+const RUST: &[(&str, &str)] = &[
     (
         "Cargo.toml",
         include_str!("../../templates/rust/Cargo.toml"),
@@ -55,9 +88,9 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Writes a new Rust skill project called `name` into `dir` (which must not exist or be
+/// Writes a new skill project called `name` in `lang` into `dir` (which must not exist or be
 /// empty); returns the directory.
-pub fn new_rust(name: &str, dir: &Path) -> Result<PathBuf, AuthorError> {
+pub fn new(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf, AuthorError> {
     if !crate::skills::manifest::is_valid_name(name) {
         return Err(AuthorError::Project(format!(
             "`{name}` cannot be a skill name: use 1 to {} characters from a-z, 0-9 and _, \
@@ -75,7 +108,11 @@ pub fn new_rust(name: &str, dir: &Path) -> Result<PathBuf, AuthorError> {
         )));
     }
     let crate_name = name.replace('_', "-");
-    for (file, template) in FILES {
+    let files = match lang {
+        Lang::Rust => RUST,
+        Lang::Python => PYTHON,
+    };
+    for (file, template) in files {
         let text = template
             .replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
@@ -97,7 +134,7 @@ mod tests {
     fn a_project_is_written_once_with_its_name_everywhere() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("word_count");
-        new_rust("word_count", &project).unwrap();
+        new("word_count", Lang::Rust, &project).unwrap();
         let manifest = std::fs::read_to_string(project.join("skill.toml")).unwrap();
         assert!(
             manifest.starts_with("# The manifest") && manifest.contains("name = \"word_count\"")
@@ -107,9 +144,15 @@ mod tests {
         let code = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
         assert!(code.contains("name: \"word_count\"") && !code.contains("{{"));
         assert!(project.join(".molten/sdk/wit/skill.wit").is_file());
-        let again = new_rust("word_count", &project).unwrap_err().to_string();
+        let again = new("word_count", Lang::Python, &project)
+            .unwrap_err()
+            .to_string();
         assert!(again.contains("not empty"), "{again}");
-        let bad = new_rust("Word-Count", &dir.path().join("x"))
+        let python = dir.path().join("csv");
+        new("csv", Lang::Python, &python).unwrap();
+        let app = std::fs::read_to_string(python.join("app.py")).unwrap();
+        assert!(app.contains("name=\"csv\"") && !app.contains("{{"));
+        let bad = new("Word-Count", Lang::Rust, &dir.path().join("x"))
             .unwrap_err()
             .to_string();
         assert!(bad.contains("cannot be a skill name"), "{bad}");
