@@ -242,3 +242,56 @@ fn a_new_python_skill_is_built_and_tested_and_cannot_reach_the_host() {
         "{said}"
     );
 }
+
+#[test]
+fn a_new_javascript_skill_is_built_and_tested() {
+    let empty = temp_dir();
+    let data = temp_dir();
+    crate::support::share_compile_cache(data.path());
+    let started = Instant::now();
+    let new = skill(
+        empty.path(),
+        data.path(),
+        &["new", "markdown_table", "--lang", "js"],
+    );
+    assert!(new.status.success(), "{}", text(&new));
+    let project = empty.path().join("markdown_table");
+    let test = skill(&project, data.path(), &["test"]);
+    let report = text(&test);
+    assert!(test.status.success(), "{report}");
+    assert!(
+        report.contains("markdown_table: 4 passed, 0 failed"),
+        "{report}"
+    );
+    eprintln!(
+        "javascript skill new → tests passing: {:?}",
+        started.elapsed()
+    );
+    let run = skill(
+        &project,
+        data.path(),
+        &[
+            "run",
+            "--dir",
+            "dist",
+            "markdown_table",
+            r#"{"rows": [{"x": 1}]}"#,
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        "| x   |\n| --- |\n| 1   |",
+        "{}",
+        text(&run)
+    );
+
+    edit(
+        &project.join("app.js"),
+        "export function describe() {",
+        "export function describe( {",
+    );
+    let broken = skill(&project, data.path(), &["build"]);
+    assert!(!broken.status.success());
+    let said = text(&broken);
+    assert!(said.contains("app.js did not build"), "{said}");
+}

@@ -1,7 +1,8 @@
-//! The per-call cost of a skill by language: the Rust and the Python project templates of
-//! `molten skill new`, built as an author would, each called with the same trivial request (a
-//! file that does not exist: parse the arguments, try to open, answer an error) on a fresh
-//! instance, in the same run. Also the size of each component and its first compile.
+//! The per-call cost of a skill by language: the Rust, Python and JavaScript project templates
+//! of `molten skill new`, built as an author would, each called with a trivial request that
+//! ends in an error (Rust and Python: a file that does not exist; JavaScript, which has no
+//! files: rows without columns) on a fresh instance, in the same run. Also the size of each
+//! component and its first compile.
 //!
 //! Run with `cargo bench --bench languages` after `scripts/build-skills` (the Rust template
 //! reuses its guest target directory; the Python one installs componentize-py if missing).
@@ -35,8 +36,16 @@ fn main() {
         .expect("engine"),
     );
     for (lang, name, arguments) in [
-        (scaffold::Lang::Rust, "bench_rust", r#"{"path":"/tmp/none.txt"}"#),
-        (scaffold::Lang::Python, "bench_python", r#"{"path":"/tmp/none.csv"}"#),
+        (
+            scaffold::Lang::Rust,
+            "bench_rust",
+            r#"{"path":"/tmp/none.txt"}"#,
+        ),
+        (
+            scaffold::Lang::Python,
+            "bench_python",
+            r#"{"path":"/tmp/none.csv"}"#,
+        ),
     ] {
         let project = work.path().join(name);
         scaffold::new(name, lang, &project).expect("scaffold");
@@ -44,8 +53,11 @@ fn main() {
         let size = std::fs::metadata(&built.component).expect("built").len();
         let dist = built.component.parent().unwrap().to_owned();
         let compiling = Instant::now();
-        let registry =
-            tokio.block_on(Registry::load(runtime.clone(), &[dist], &Default::default()));
+        let registry = tokio.block_on(Registry::load(
+            runtime.clone(),
+            &[dist],
+            &Default::default(),
+        ));
         assert!(registry.get(name).is_some(), "{:?}", registry.errors());
         println!(
             "{lang:?}: component {} KiB, compiled in {:.2?}",
@@ -56,7 +68,7 @@ fn main() {
         let call = || async {
             let started = Instant::now();
             let result = registry.invoke(name, arguments, &context).await;
-            assert!(result.is_err(), "the file does not exist");
+            assert!(result.is_err(), "every call is refused by the skill");
             started.elapsed()
         };
         let samples = tokio.block_on(async {

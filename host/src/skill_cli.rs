@@ -121,6 +121,8 @@ pub(crate) enum Lang {
     Rust,
     /// Python (CPython in the component, by componentize-py).
     Python,
+    /// JavaScript (SpiderMonkey in the component, by componentize-js).
+    Js,
 }
 
 /// Which plugin store a command works on.
@@ -271,6 +273,7 @@ pub(crate) async fn run(
             let lang = match lang {
                 Lang::Rust => authoring::scaffold::Lang::Rust,
                 Lang::Python => authoring::scaffold::Lang::Python,
+                Lang::Js => authoring::scaffold::Lang::Js,
             };
             authoring::scaffold::new(&name, lang, &dir)?;
             println!("created {name} in {}", dir.display());

@@ -117,6 +117,8 @@ fn crate_file(dir: &Path) -> Result<String, AuthorError> {
 
 /// The componentize-py release Python skills are built with.
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+/// The componentize-js release JavaScript skills are built with.
+const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 
 /// Compiles the project in `dir` (a Rust crate, or a Python `app.py`; the compiler's output
 /// shown as it comes) and lays the component and manifest out in `dir/dist` as `<name>.wasm`
@@ -128,6 +130,8 @@ pub fn build(dir: &Path) -> Result<Built, AuthorError> {
     let component = dist.join(format!("{name}.wasm"));
     if dir.join("app.py").is_file() {
         build_python(dir, &component)?;
+    } else if dir.join("app.js").is_file() {
+        build_js(dir, &component)?;
     } else {
         let built = build_rust(dir, &name)?;
         std::fs::copy(&built, &component).map_err(io(&built))?;
@@ -203,6 +207,62 @@ fn build_python(dir: &Path, component: &Path) -> Result<(), AuthorError> {
     if !status.success() {
         return Err(AuthorError::Compile(
             "app.py did not build; componentize-py's messages are above".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// componentize-js, installed with npm into a directory of molten's own when missing.
+fn componentize_js() -> Result<PathBuf, AuthorError> {
+    let prefix = tools_dir().join("componentize-js-0.23.0");
+    let tool = prefix.join("node_modules/.bin/componentize-js");
+    if tool.is_file() {
+        return Ok(tool);
+    }
+    eprintln!("installing {COMPONENTIZE_JS} into {}", prefix.display());
+    std::fs::create_dir_all(&prefix).map_err(io(&prefix))?;
+    let installed = Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&prefix)
+        .arg(COMPONENTIZE_JS)
+        .status();
+    match installed {
+        Ok(status) if status.success() && tool.is_file() => Ok(tool),
+        outcome => {
+            let _ = std::fs::remove_dir_all(&prefix);
+            Err(AuthorError::Toolchain(format!(
+                "cannot install componentize-js ({}); JavaScript skills need Node.js 18 or \
+                 later with npm (apt packages nodejs and npm) and {COMPONENTIZE_JS}",
+                match outcome {
+                    Ok(status) => status.to_string(),
+                    Err(e) => e.to_string(),
+                }
+            )))
+        }
+    }
+}
+
+/// `componentize-js` on `dir/app.js` against the vendored WIT.
+fn build_js(dir: &Path, component: &Path) -> Result<(), AuthorError> {
+    let tool = componentize_js()?;
+    let status = Command::new(tool)
+        .args([
+            "app.js",
+            "--wit",
+            ".molten/wit",
+            "-n",
+            "skill",
+            "-d",
+            "fetch-event",
+            "-o",
+        ])
+        .arg(component)
+        .current_dir(dir)
+        .status()
+        .map_err(|e| AuthorError::Toolchain(format!("cannot run componentize-js: {e}")))?;
+    if !status.success() {
+        return Err(AuthorError::Compile(
+            "app.js did not build; componentize-js's messages are above".into(),
         ));
     }
     Ok(())

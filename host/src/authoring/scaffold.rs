@@ -1,4 +1,4 @@
-//! `molten skill new NAME`: a Rust or Python skill project that builds and passes its tests as
+//! `molten skill new NAME`: a Rust, Python or JavaScript skill project that builds and passes its tests as
 //! it is.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,22 @@ pub enum Lang {
     Rust,
     /// Python, componentized with CPython by componentize-py.
     Python,
+    /// JavaScript, componentized with SpiderMonkey by componentize-js.
+    Js,
 }
+
+/// The files of a new JavaScript project.
+const JS: &[(&str, &str)] = &[
+    ("app.js", include_str!("../../templates/js/app.js")),
+    ("skill.toml", include_str!("../../templates/js/skill.toml")),
+    ("tests.toml", include_str!("../../templates/js/tests.toml")),
+    ("README.md", include_str!("../../templates/js/README.md")),
+    (".gitignore", "/dist\n"),
+    (
+        ".molten/wit/skill.wit",
+        include_str!("../../../wit/skill.wit"),
+    ),
+];
 
 /// The files of a new Python project.
 const PYTHON: &[(&str, &str)] = &[
@@ -111,6 +126,7 @@ pub fn new(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf, AuthorError> {
     let files = match lang {
         Lang::Rust => RUST,
         Lang::Python => PYTHON,
+        Lang::Js => JS,
     };
     for (file, template) in files {
         let text = template
