@@ -46,6 +46,7 @@ fn main() {
             "bench_python",
             r#"{"path":"/tmp/none.csv"}"#,
         ),
+        (scaffold::Lang::Js, "bench_js", r#"{"rows":[{}]}"#),
     ] {
         let project = work.path().join(name);
         scaffold::new(name, lang, &project).expect("scaffold");
