@@ -45,6 +45,55 @@ fn edit(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// Installs the built skill `wasm` into the plugin store of a running `molten serve`, has the
+/// scripted model call it with `arguments`, and checks the model got `expected` and the user
+/// the answer.
+async fn answers_in_chat(wasm: &Path, arguments: serde_json::Value, expected: &str) {
+    let name = wasm.file_stem().unwrap().to_str().unwrap().to_owned();
+    let fake = Fake::start().await;
+    let molten = Molten::start(&config(&fake, ""), &[]).await;
+    let install = Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("--data-dir")
+        .arg(&molten.data)
+        .args(["skill", "install"])
+        .arg(wasm)
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{}", text(&install));
+    let loaded = Instant::now();
+    loop {
+        let status: serde_json::Value = molten
+            .get("/admin/status", Some(ADMIN_TOKEN))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if status["skills"].to_string().contains(&name) {
+            break;
+        }
+        assert!(
+            loaded.elapsed() < Duration::from_secs(60),
+            "{}",
+            molten.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.script_llm([llm_tool("t1", &name, arguments), llm_text("Done.")]);
+    molten.telegram(1, 77, "please use the skill").await;
+    let sent = fake
+        .wait_for("/sendMessage", 1, Duration::from_secs(60))
+        .await;
+    assert_eq!(sent[0].body["text"], "Done.");
+    let requests = fake.llm_requests();
+    let result = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["content"], expected, "{}", molten.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_skill_is_built_tested_and_answers_in_chat() {
     let empty = temp_dir();
@@ -84,54 +133,12 @@ async fn a_new_skill_is_built_tested_and_answers_in_chat() {
         text(&run)
     );
 
-    // Installed into the plugin store of a running molten, called by the model.
-    let fake = Fake::start().await;
-    let molten = Molten::start(&config(&fake, ""), &[]).await;
-    let install = Command::new(env!("CARGO_BIN_EXE_molten"))
-        .arg("--data-dir")
-        .arg(&molten.data)
-        .args(["skill", "install"])
-        .arg(dist.join("word_count.wasm"))
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "{}", text(&install));
-    let loaded = Instant::now();
-    loop {
-        let status: serde_json::Value = molten
-            .get("/admin/status", Some(ADMIN_TOKEN))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if status["skills"].to_string().contains("word_count") {
-            break;
-        }
-        assert!(
-            loaded.elapsed() < Duration::from_secs(20),
-            "{}",
-            molten.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    fake.script_llm([
-        llm_tool("w1", "word_count", json!({"text": "to be or not to be"})),
-        llm_text("Six words."),
-    ]);
-    molten
-        .telegram(1, 77, "how many words in: to be or not to be")
-        .await;
-    let sent = fake
-        .wait_for("/sendMessage", 1, Duration::from_secs(30))
-        .await;
-    assert_eq!(sent[0].body["text"], "Six words.");
-    let requests = fake.llm_requests();
-    let result = requests[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(result["content"], "1 lines, 6 words, 18 characters");
+    answers_in_chat(
+        &dist.join("word_count.wasm"),
+        json!({"text": "to be or not to be"}),
+        "1 lines, 6 words, 18 characters",
+    )
+    .await;
     eprintln!("skill new → answer in chat: {:?}", started.elapsed());
 
     // What authors get wrong, each said clearly.
@@ -184,8 +191,8 @@ async fn a_new_skill_is_built_tested_and_answers_in_chat() {
     );
 }
 
-#[test]
-fn a_new_python_skill_is_built_and_tested_and_cannot_reach_the_host() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_python_skill_is_built_tested_and_answers_in_chat_and_cannot_reach_the_host() {
     let empty = temp_dir();
     let data = temp_dir();
     crate::support::share_compile_cache(data.path());
@@ -228,6 +235,14 @@ fn a_new_python_skill_is_built_and_tested_and_cannot_reach_the_host() {
         text(&run)
     );
 
+    // In chat the user is someone else, whose sandbox has no t.csv.
+    answers_in_chat(
+        &project.join("dist").join("csv_summary.wasm"),
+        json!({"path": "/tmp/t.csv"}),
+        "error: invalid input: /tmp/t.csv does not exist",
+    )
+    .await;
+
     // A Python error is the author's to see, not a crash of molten.
     edit(
         &project.join("app.py"),
@@ -243,8 +258,8 @@ fn a_new_python_skill_is_built_and_tested_and_cannot_reach_the_host() {
     );
 }
 
-#[test]
-fn a_new_javascript_skill_is_built_and_tested() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_javascript_skill_is_built_tested_and_answers_in_chat() {
     let empty = temp_dir();
     let data = temp_dir();
     crate::support::share_compile_cache(data.path());
