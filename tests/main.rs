@@ -41,6 +41,7 @@ mod http;
 mod key_vault;
 mod limits;
 mod loading;
+mod observability;
 mod pipeline;
 mod plugins;
 mod queue;

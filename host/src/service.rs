@@ -111,6 +111,7 @@ impl Service {
         let mut secrets = config.secret_values();
         secrets.extend(registry.secret_values());
         let redactor = Arc::new(Redactor::new(&secrets));
+        let metrics = Arc::new(Metrics::default());
         let agent = config.llm.clone().map(|llm| {
             let limits = AgentLimits {
                 max_tokens: llm.max_tokens,
@@ -124,6 +125,7 @@ impl Service {
                 redactor.clone(),
                 config.agent.clone(),
                 limits,
+                metrics.clone(),
             ))
         });
         if config
@@ -133,7 +135,6 @@ impl Service {
         {
             tracing::warn!("telegram.allow_unauthenticated is on: /webhook/telegram accepts webhooks from anyone who finds it; set telegram.secret_token and pass it to setWebhook");
         }
-        let metrics = Arc::new(Metrics::default());
         let wake = Arc::new(Notify::new());
         let worker = Arc::new(Worker {
             queue: queue.clone(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::config::{AgentConfig, Price};
 use crate::envelope::Envelope;
 use crate::llm::{ChatRequest, Completion, LlmBackend, LlmError, Message, Tool, ToolCall, Usage};
+use crate::metrics::{Metrics, ModelLabels, SkillLabels, SkillName, TokenLabels};
 use crate::redact::Redactor;
 use crate::skills::{CallContext, Registry};
 use crate::store::{SessionMessage, SkillCallRecord, Store, StoreError, UsageRecord};
@@ -40,6 +41,7 @@ pub struct Agent {
     max_tokens: u32,
     cache_ttl: Duration,
     price: Option<Price>,
+    metrics: Arc<Metrics>,
 }
 
 /// Settings the agent takes from the `[llm]` section and the price table.
@@ -61,6 +63,7 @@ impl Agent {
         redactor: Arc<Redactor>,
         config: AgentConfig,
         limits: AgentLimits,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let price = limits.prices.get(llm.model()).copied();
         Self {
@@ -72,6 +75,7 @@ impl Agent {
             max_tokens: limits.max_tokens,
             cache_ttl: limits.cache_ttl,
             price,
+            metrics,
         }
     }
 
@@ -137,8 +141,32 @@ impl Agent {
                 + usage.completion_tokens as f64 * price.output_per_1k)
                 / 1000.0;
         }
+        self.count_usage(&usage);
         self.store.record_usage(&usage).await?;
         Ok(text)
+    }
+
+    /// Adds a turn's tokens and cost to the metrics.
+    fn count_usage(&self, usage: &UsageRecord) {
+        let metrics = &self.metrics;
+        for (kind, tokens) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ] {
+            metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    model: usage.model.clone(),
+                    kind,
+                })
+                .inc_by(tokens);
+        }
+        metrics
+            .cost_microusd
+            .get_or_create(&ModelLabels {
+                model: usage.model.clone(),
+            })
+            .inc_by((usage.cost_usd * 1e6).round() as u64);
     }
 
     /// One model call, answered from the cache when an identical text answer is fresh there.
@@ -158,11 +186,17 @@ impl Agent {
         if cache {
             if let Some(hit) = self.store.cache_get(&key).await? {
                 if let Ok(completion) = serde_json::from_str::<Completion>(&hit) {
+                    self.metrics.llm_cache_hits.inc();
                     return Ok(completion);
                 }
             }
         }
-        let completion = self.llm.complete(&request).await?;
+        let started = Instant::now();
+        let completion = self.llm.complete(&request).await;
+        self.metrics
+            .llm_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let completion = completion?;
         let Usage {
             prompt_tokens,
             completion_tokens,
@@ -194,6 +228,20 @@ impl Agent {
             .invoke(name, &call.function.arguments, context)
             .await;
         let duration = started.elapsed();
+        let result_label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .skill_calls
+            .get_or_create(&SkillLabels {
+                skill: name.clone(),
+                result: result_label,
+            })
+            .inc();
+        self.metrics
+            .skill_seconds
+            .get_or_create(&SkillName {
+                skill: name.clone(),
+            })
+            .observe(duration.as_secs_f64());
         let (success, output, error) = match result {
             Ok(output) => (true, self.redactor.redact(&output), None),
             Err(error) => {

@@ -1,6 +1,7 @@
 //! `GET /healthz` (the process answers), `GET /ready` (it can do its job, and if not, what is
-//! missing), `GET /admin/status` (numbers for the operator) and `GET /admin/skills` (each
-//! skill's effective grant, and the plugins refused), both behind the admin bearer token.
+//! missing), `GET /admin/status` (numbers for the operator), `GET /admin/skills` (each
+//! skill's effective grant, and the plugins refused) and `GET /metrics` (Prometheus), all
+//! behind the admin bearer token.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -163,4 +164,23 @@ pub async fn skills(
         "disabled": registry.disabled(),
         "refused": refused,
     })))
+}
+
+/// Every metric in the Prometheus text format, behind the admin token (the queue depth is
+/// sampled now).
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl axum::response::IntoResponse, AppError> {
+    authorize(&state, &headers)?;
+    if let Ok(depth) = state.queue.depth().await {
+        state.metrics.queue_depth.set(depth as i64);
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    ))
 }

@@ -60,13 +60,33 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(admin::ready))
         .route("/admin/status", get(admin::status))
         .route("/admin/skills", get(admin::skills))
+        .route("/metrics", get(admin::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::map_response(move |response: Response| {
-            let state = refusals.clone();
-            async move { state.refusal(response) }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let state = refusals.clone();
+                async move {
+                    // Matched routes by their pattern, everything else as one label: the
+                    // label set stays small whatever paths clients try.
+                    let route = request
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+                    let response = next.run(request).await;
+                    state
+                        .metrics
+                        .requests
+                        .get_or_create(&crate::metrics::RouteLabels {
+                            route,
+                            status: response.status().as_u16(),
+                        })
+                        .inc();
+                    state.refusal(response)
+                }
+            },
+        ))
         .with_state(state)
 }
 
