@@ -61,3 +61,86 @@ async fn metrics_count_a_conversation() {
     }
     assert!(!text.contains(ADMIN_TOKEN) && !text.contains("sk-test-key"));
 }
+
+/// Replies sent to Telegram chat `chat`, in order.
+async fn replies_to(fake: &Fake, count: usize) -> Vec<String> {
+    fake.wait_for("/sendMessage", count, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_over_the_rate_limit_gets_a_polite_reply_and_the_model_is_not_called() {
+    let fake = Fake::start().await;
+    let molten = Molten::start(&config(&fake, "[limits]\nmessages_per_minute = 2\n"), &[]).await;
+    fake.script_llm([llm_text("one"), llm_text("two")]);
+    // Three messages inside one minute (not straddling its end).
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60
+        > 45
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (i, text) in ["a", "b", "c"].iter().enumerate() {
+        molten.telegram(10 + i as i64, 3, text).await;
+        replies_to(&fake, i + 1).await;
+    }
+    let replies = replies_to(&fake, 3).await;
+    assert_eq!(replies[..2], ["one", "two"]);
+    assert!(
+        replies[2].starts_with("You are sending messages faster than the 2 a minute allowed here."),
+        "{replies:?}"
+    );
+    assert_eq!(
+        fake.llm_requests().len(),
+        2,
+        "the third never reached the model"
+    );
+    // Another user is not limited by the first.
+    fake.script_llm([llm_text("hello")]);
+    molten.telegram(20, 4, "hi").await;
+    assert_eq!(replies_to(&fake, 4).await[3], "hello");
+    let metrics = molten
+        .get("/metrics", Some(ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("molten_messages_limited_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_global_daily_budget_stops_every_model_call_once_spent() {
+    let fake = Fake::start().await;
+    // Each text turn costs 100 * 0.5 / 1000 + 20 * 1.5 / 1000 = 0.08 USD.
+    let molten = Molten::start(&config(&fake, "[limits]\nglobal_daily_usd = 0.1\n"), &[]).await;
+    fake.script_llm([llm_text("first"), llm_text("second")]);
+    for (i, chat) in [1, 2, 3, 4].iter().enumerate() {
+        molten.telegram(30 + i as i64, *chat, "hello").await;
+        replies_to(&fake, i + 1).await;
+    }
+    let replies = replies_to(&fake, 4).await;
+    assert_eq!(replies[..2], ["first", "second"]);
+    for reply in &replies[2..] {
+        assert!(
+            reply.starts_with(
+                "This assistant has used its budget for today. It will answer again in about"
+            ),
+            "{replies:?}"
+        );
+    }
+    assert_eq!(fake.llm_requests().len(), 2);
+    assert!(
+        molten.log().contains("global daily budget"),
+        "{}",
+        molten.log()
+    );
+}

@@ -59,6 +59,7 @@ contract!(
     one_queued_copy_of_a_message_holds_its_claim,
     concurrent_copies_claim_a_message_once,
     usage_and_skill_log_add_up,
+    concurrent_adds_to_a_counter_are_exact,
 );
 
 fn msg(role: &str, content: &str) -> SessionMessage {
@@ -122,6 +123,43 @@ async fn concurrent_appends_lose_nothing(backend: Backend) {
         task.await.unwrap();
     }
     assert_eq!(store.session("slack:C1", DAY).await.unwrap().len(), 20);
+}
+
+async fn concurrent_adds_to_a_counter_are_exact(backend: Backend) {
+    // Two handles, as two replicas have: every add counts once.
+    let stores = [backend.open().await, backend.open().await];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move {
+                store
+                    .add_to_counter("usd:ada:20261202", 0.25, DAY)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    let total = stores[0]
+        .add_to_counter("usd:ada:20261202", 0.0, DAY)
+        .await
+        .unwrap();
+    assert_eq!(total, 5.0);
+    // Each add saw its own total: no two adds were merged into one.
+    seen.sort_by(f64::total_cmp);
+    seen.dedup();
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    assert_eq!(
+        stores[1]
+            .add_to_counter("usd:bob:20261202", 0.0, DAY)
+            .await
+            .unwrap(),
+        0.0,
+        "counters are separate"
+    );
 }
 
 async fn replied_marks_and_the_cache(backend: Backend) {

@@ -15,6 +15,7 @@ pub mod crash;
 pub mod db;
 pub mod envelope;
 pub mod ingress;
+pub mod limits;
 pub mod llm;
 pub mod metrics;
 pub mod net;

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub llm_failures: Counter,
     /// Messages moved to the poison table.
     pub poisoned: Counter,
+    /// Messages answered with a limit reply instead of reaching the model.
+    pub limited: Counter,
     /// HTTP requests by route and status.
     pub requests: Family<RouteLabels, Counter>,
     /// Model calls' latency.
@@ -105,6 +107,7 @@ impl Default for Metrics {
             delivery_failures: Counter::default(),
             llm_failures: Counter::default(),
             poisoned: Counter::default(),
+            limited: Counter::default(),
             requests: Family::default(),
             llm_seconds: seconds_histogram(),
             llm_cache_hits: Counter::default(),
@@ -157,6 +160,11 @@ impl Metrics {
             "messages_poisoned",
             "Messages moved aside after too many deliveries",
             self.poisoned.clone(),
+        );
+        r.register(
+            "messages_limited",
+            "Messages answered with a limit reply ([limits])",
+            self.limited.clone(),
         );
         r.register(
             "http_requests",

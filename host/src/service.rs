@@ -13,6 +13,7 @@ use crate::config::AzureConfig;
 use crate::config::Config;
 use crate::envelope::{Envelope, ReplyTo};
 use crate::ingress::{router, AppState};
+use crate::limits::Limits;
 use crate::llm::safety::SafetyFilter;
 use crate::llm::OpenAiClient;
 use crate::metrics::Metrics;
@@ -146,6 +147,10 @@ impl Service {
             config: config.worker.clone(),
             agent_config: config.agent.clone(),
             metrics: metrics.clone(),
+            limits: config
+                .limits
+                .any()
+                .then(|| Arc::new(Limits::new(config.limits.clone(), store.clone()))),
             wake: wake.clone(),
         });
         let state = AppState::new(queue, store, registry, config.clone(), metrics, wake)?;

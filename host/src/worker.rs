@@ -34,6 +34,7 @@ use crate::agent::{Agent, TurnError};
 use crate::channels::Channels;
 use crate::config::{AgentConfig, WorkerConfig};
 use crate::envelope::Envelope;
+use crate::limits::Admission;
 use crate::llm::safety::SafetyFilter;
 use crate::metrics::Metrics;
 use crate::queue::{Leased, QueueError, Receipt, WorkQueue};
@@ -70,6 +71,8 @@ pub struct Worker {
     pub agent_config: AgentConfig,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Rate limits and spend caps, if any are configured.
+    pub limits: Option<Arc<crate::limits::Limits>>,
     /// Notified when a message is queued in this process.
     pub wake: Arc<Notify>,
 }
@@ -194,11 +197,32 @@ impl Worker {
 
     /// Produces and delivers the reply; `None` when the message must come back later.
     async fn answer(&self, envelope: &Envelope) -> Option<Outcome> {
+        let admission = match &self.limits {
+            Some(limits) => match limits.admit(&envelope.user_key()).await {
+                Ok(admission) => admission,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot check the limits; will retry");
+                    return None;
+                }
+            },
+            None => Admission::Admit,
+        };
         let (reply, turn) = if let Some(refusal) = self.safety.check(&envelope.text) {
             (refusal, false)
+        } else if let Admission::Refuse(reply) = admission {
+            Metrics::bump(&self.metrics.limited);
+            (reply, false)
         } else if let Some(agent) = &self.agent {
             match agent.answer(envelope).await {
-                Ok(text) => (text, true),
+                Ok((text, usage)) => {
+                    if let Some(limits) = &self.limits {
+                        let tokens = usage.prompt_tokens + usage.completion_tokens;
+                        if let Err(e) = limits.charge(&usage.user, tokens, usage.cost_usd).await {
+                            tracing::error!(error = %e, "cannot charge the turn to the limits");
+                        }
+                    }
+                    (text, true)
+                }
                 Err(TurnError::Llm(e)) => {
                     tracing::error!(error = %e, "the model failed; apologising");
                     Metrics::bump(&self.metrics.llm_failures);

@@ -79,9 +79,10 @@ impl Agent {
         }
     }
 
-    /// Answers one message with redacted text, logging its usage. Does not save the session: the caller does that once the reply has
+    /// Answers one message with redacted text, logging its usage (also returned, for the
+    /// spend caps). Does not save the session: the caller does that once the reply has
     /// been delivered, so a redelivered message does not appear twice in the history.
-    pub async fn answer(&self, envelope: &Envelope) -> Result<String, TurnError> {
+    pub async fn answer(&self, envelope: &Envelope) -> Result<(String, UsageRecord), TurnError> {
         let history = self
             .store
             .session(&envelope.session_key(), self.config.session_ttl)
@@ -143,7 +144,7 @@ impl Agent {
         }
         self.count_usage(&usage);
         self.store.record_usage(&usage).await?;
-        Ok(text)
+        Ok((text, usage))
     }
 
     /// Adds a turn's tokens and cost to the metrics.

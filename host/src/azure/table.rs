@@ -133,6 +133,19 @@ impl TableClient {
         partition: &str,
         row: &str,
     ) -> Result<Option<Value>, TableError> {
+        Ok(self
+            .get_tagged(table, partition, row)
+            .await?
+            .map(|(entity, _)| entity))
+    }
+
+    /// The entity with these keys and its ETag, if there is one.
+    pub async fn get_tagged(
+        &self,
+        table: &str,
+        partition: &str,
+        row: &str,
+    ) -> Result<Option<(Value, String)>, TableError> {
         let response = self
             .send(
                 reqwest::Method::GET,
@@ -143,12 +156,43 @@ impl TableClient {
             .await?;
         match response.status().as_u16() {
             200..=299 => {
-                response.json().await.map(Some).map_err(|e| {
+                let etag = response
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let entity = response.json().await.map_err(|e| {
                     TableError(format!("reading from {table}: unreadable answer: {e}"))
-                })
+                })?;
+                Ok(Some((entity, etag)))
             }
             404 => Ok(None),
             _ => Err(failure(&format!("reading from {table}"), response).await),
+        }
+    }
+
+    /// Replaces the entity with `value`'s keys by `value` if its ETag is still `etag`;
+    /// `false` if someone changed (or deleted) it since it was read.
+    pub async fn replace_if(
+        &self,
+        table: &str,
+        value: &Value,
+        etag: &str,
+    ) -> Result<bool, TableError> {
+        let key = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+        let response = self
+            .send(
+                reqwest::Method::PUT,
+                self.url(&entity(table, &key("PartitionKey"), &key("RowKey"))),
+                Some(value),
+                &[("if-match", etag)],
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(true),
+            404 | 412 => Ok(false),
+            _ => Err(failure(&format!("writing to {table}"), response).await),
         }
     }
 

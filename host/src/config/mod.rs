@@ -24,7 +24,7 @@ pub use self::azure::AzureConfig;
 pub use self::channels::{DiscordConfig, SlackConfig, TelegramConfig};
 pub use self::llm::{AgentConfig, LlmConfig, LlmProvider, Price, SafetyConfig};
 pub use self::plugins::PluginsConfig;
-pub use self::server::{ServerConfig, WorkerConfig};
+pub use self::server::{LimitsConfig, ServerConfig, WorkerConfig};
 pub use self::skills::GraphConfig;
 use crate::secrets::Secret;
 
@@ -75,6 +75,8 @@ pub struct Config {
     pub max_total_memory_bytes: u64,
     /// The plugin store (`[plugins]`).
     pub plugins: PluginsConfig,
+    /// Per-user rate limits and daily spend caps (`[limits]`).
+    pub limits: LimitsConfig,
 }
 
 /// A configuration that cannot be used, with what to do about it.
@@ -174,6 +176,8 @@ struct File {
     runtime: skills::RuntimeFile,
     #[serde(default)]
     plugins: plugins::PluginsFile,
+    #[serde(default)]
+    limits: server::LimitsFile,
 }
 
 impl Config {
@@ -267,6 +271,7 @@ impl Config {
             sandbox_max_files,
             max_total_memory_bytes,
             plugins,
+            limits: file.limits.build()?,
             prices: file.prices,
             telegram,
             slack,

@@ -31,6 +31,79 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
 }
 
+/// `[limits]`: per-user rate limits and daily spend caps; `None` is unlimited.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsConfig {
+    /// Messages one user may send per minute.
+    pub messages_per_minute: Option<u32>,
+    /// Messages one user may send per day (UTC).
+    pub messages_per_day: Option<u32>,
+    /// Model tokens one user may use per day.
+    pub user_daily_tokens: Option<u64>,
+    /// US dollars (from `[prices]`) one user's turns may cost per day.
+    pub user_daily_usd: Option<f64>,
+    /// US dollars all turns together may cost per day.
+    pub global_daily_usd: Option<f64>,
+}
+
+impl LimitsConfig {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        *self != Self::default()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LimitsFile {
+    messages_per_minute: Option<u32>,
+    messages_per_day: Option<u32>,
+    user_daily_tokens: Option<u64>,
+    user_daily_usd: Option<f64>,
+    global_daily_usd: Option<f64>,
+}
+
+impl LimitsFile {
+    pub(super) fn build(self) -> Result<LimitsConfig, ConfigError> {
+        for (key, value) in [
+            ("limits.user_daily_usd", self.user_daily_usd),
+            ("limits.global_daily_usd", self.global_daily_usd),
+        ] {
+            if value.is_some_and(|v| v.is_nan() || v <= 0.0) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "must be more than 0 (leave it out for no cap)".into(),
+                });
+            }
+        }
+        for (key, value) in [
+            (
+                "limits.messages_per_minute",
+                self.messages_per_minute.map(u64::from),
+            ),
+            (
+                "limits.messages_per_day",
+                self.messages_per_day.map(u64::from),
+            ),
+            ("limits.user_daily_tokens", self.user_daily_tokens),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "must be more than 0 (leave it out for no limit)".into(),
+                });
+            }
+        }
+        Ok(LimitsConfig {
+            messages_per_minute: self.messages_per_minute,
+            messages_per_day: self.messages_per_day,
+            user_daily_tokens: self.user_daily_tokens,
+            user_daily_usd: self.user_daily_usd,
+            global_daily_usd: self.global_daily_usd,
+        })
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ServerFile {

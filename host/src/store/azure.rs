@@ -25,6 +25,12 @@ const CACHE: &str = "cache/";
 /// Blob metadata: when a session was last appended to, when a cache entry expires.
 const TOUCHED: &str = "touched_ms";
 const EXPIRES: &str = "expires_ms";
+/// The partition of counters (one row per counter).
+const COUNTERS: &str = "counters";
+/// How long counters are kept (the longest window the limits count, with room).
+const COUNTER_LIFETIME_MS: i64 = 2 * 24 * 3600 * 1000;
+/// Concurrent adds to one counter retry this often before giving up.
+const COUNTER_ATTEMPTS: u64 = 50;
 /// The partition of claims and reply marks (one row per platform message).
 const REPLIED: &str = "replied";
 /// Concurrent appends to one session retry this often before giving up.
@@ -37,6 +43,7 @@ pub struct AzureStore {
     replied: String,
     usage: String,
     skills: String,
+    counters: String,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -100,8 +107,9 @@ impl AzureStore {
             replied: format!("{table_prefix}replied"),
             usage: format!("{table_prefix}usage"),
             skills: format!("{table_prefix}skillcalls"),
+            counters: format!("{table_prefix}counters"),
         };
-        for name in [&store.replied, &store.usage, &store.skills] {
+        for name in [&store.replied, &store.usage, &store.skills, &store.counters] {
             store.tables.create_table(name).await.map_err(table)?;
         }
         Ok(store)
@@ -365,6 +373,62 @@ impl Store for AzureStore {
             .map_err(table)
     }
 
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: f64,
+        ttl: Duration,
+    ) -> Result<f64, StoreError> {
+        let row = hashed_key(key);
+        // Read, add, write back only if nobody wrote in between (ETag); else again.
+        for attempt in 0..COUNTER_ATTEMPTS {
+            match self
+                .tables
+                .get_tagged(&self.counters, COUNTERS, &row)
+                .await
+                .map_err(table)?
+            {
+                None => {
+                    let mut entity = dated_row(COUNTERS, key);
+                    entity["value"] = json!(amount);
+                    entity["value@odata.type"] = json!("Edm.Double");
+                    entity["expires_ms"] = json!((now_ms() + millis(ttl)).to_string());
+                    entity["expires_ms@odata.type"] = json!("Edm.Int64");
+                    if self
+                        .tables
+                        .insert(&self.counters, &entity)
+                        .await
+                        .map_err(table)?
+                    {
+                        return Ok(amount);
+                    }
+                }
+                Some((mut entity, etag)) => {
+                    let total = entity["value"].as_f64().unwrap_or(0.0) + amount;
+                    if amount == 0.0 {
+                        return Ok(total);
+                    }
+                    entity["value"] = json!(total);
+                    entity["value@odata.type"] = json!("Edm.Double");
+                    entity["expires_ms@odata.type"] = json!("Edm.Int64");
+                    entity["at_ms@odata.type"] = json!("Edm.Int64");
+                    if self
+                        .tables
+                        .replace_if(&self.counters, &entity, &etag)
+                        .await
+                        .map_err(table)?
+                    {
+                        return Ok(total);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5 + 5 * attempt)).await;
+        }
+        Err(StoreError::Azure(format!(
+            "counter {key} kept changing while it was added to; try again"
+        )))
+    }
+
     async fn record_skill_call(&self, call: &SkillCallRecord) -> Result<(), StoreError> {
         let entity = json!({
             "PartitionKey": "skillcalls",
@@ -423,6 +487,11 @@ impl Store for AzureStore {
             .await
             .map_err(table)?;
         self.delete_older(CACHE, EXPIRES, now + 1).await?;
+        // Counters live a day or a minute: those created before the longest window are gone.
+        self.tables
+            .delete_older(&self.counters, COUNTERS, now - COUNTER_LIFETIME_MS)
+            .await
+            .map_err(table)?;
         self.delete_older(SESSIONS, TOUCHED, now - millis(session_ttl))
             .await
     }

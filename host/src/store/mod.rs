@@ -146,6 +146,16 @@ pub trait Store: Send + Sync {
     /// Logs the cost of one answered message.
     async fn record_usage(&self, usage: &UsageRecord) -> Result<(), StoreError>;
 
+    /// Adds `amount` to counter `key` and returns its new total (an `amount` of 0 reads it).
+    /// Exact however many replicas add at once; a counter is forgotten once `ttl` has passed
+    /// since it was created (the limits use one counter per user and window).
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: f64,
+        ttl: Duration,
+    ) -> Result<f64, StoreError>;
+
     /// Logs one skill execution.
     async fn record_skill_call(&self, call: &SkillCallRecord) -> Result<(), StoreError>;
 

@@ -20,6 +20,11 @@ const SCHEMA: &str = "
         messages    TEXT NOT NULL,
         updated_ms  INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS counters (
+        key         TEXT PRIMARY KEY,
+        value       REAL NOT NULL,
+        expires_ms  INTEGER NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS cache (
         key         TEXT PRIMARY KEY,
         value       TEXT NOT NULL,
@@ -266,6 +271,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: f64,
+        ttl: Duration,
+    ) -> Result<f64, StoreError> {
+        let key = key.to_owned();
+        self.db
+            .call(move |conn| {
+                // One statement: the add is atomic, whoever else adds at the same time.
+                conn.query_row(
+                    "INSERT INTO counters (key, value, expires_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (key) DO UPDATE SET value = value + excluded.value
+                     RETURNING value",
+                    params![key, amount, now_ms() + millis(ttl)],
+                    |row| row.get(0),
+                )
+                .map_err(sql)
+            })
+            .await
+    }
+
     async fn record_skill_call(&self, call: &SkillCallRecord) -> Result<(), StoreError> {
         let c = call.clone();
         self.db
@@ -328,6 +355,8 @@ impl Store for SqliteStore {
             .call(move |conn| {
                 let now = now_ms();
                 conn.execute("DELETE FROM cache WHERE expires_ms <= ?1", [now])
+                    .map_err(sql)?;
+                conn.execute("DELETE FROM counters WHERE expires_ms <= ?1", [now])
                     .map_err(sql)?;
                 conn.execute(
                     "DELETE FROM replied WHERE at_ms < ?1",
