@@ -244,3 +244,20 @@ async fn an_operator_can_accept_unauthenticated_telegram_webhooks_explicitly() {
         .await;
     assert_eq!(accepted.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_log_format_json_every_line_is_a_json_object() {
+    let fake = Fake::start().await;
+    let molten = Molten::start(&config(&fake, ""), &["--log-format", "json"]).await;
+    molten.telegram(1, 2, "hello").await;
+    let log = molten.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains(" listening on http://"))));
+    assert!(lines.iter().all(|l| l["level"].is_string()));
+}

@@ -19,6 +19,16 @@ use tokio::sync::watch;
 #[derive(Parser)]
 #[command(name = "molten", version)]
 struct Cli {
+    /// Log lines as text (colour only on a terminal) or as one JSON object each.
+    #[arg(
+        long,
+        env = "MOLTEN_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
     /// Config file (TOML; see molten.example.toml) [default: <data dir>/molten.toml if present]
     #[arg(long, env = "MOLTEN_CONFIG", global = true)]
     config: Option<PathBuf>,
@@ -39,6 +49,15 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -69,14 +88,15 @@ fn main() -> ExitCode {
         Command::Serve { .. } | Command::Chat => "warn,molten::plugins=info",
         Command::Skill(_) => "error",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -136,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )?;
         match cli.command {
             Command::Skill(command) => skill_cli::run(Some(&config), command).await,
-            Command::Serve { role, listen } => serve(config, role, listen).await,
+            Command::Serve { role, listen } => serve(config, role, listen, cli.log_format).await,
             Command::Chat => chat(config).await,
         }
     })
@@ -146,6 +166,7 @@ async fn serve(
     mut config: Config,
     role: Role,
     listen: Option<std::net::SocketAddr>,
+    log_format: LogFormat,
 ) -> anyhow::Result<ExitCode> {
     if let Some(addr) = listen {
         config.server.listen = addr;
@@ -157,15 +178,30 @@ async fn serve(
         let _ = stop.send(true);
     });
     service
-        .serve(role, None, shutdown, startup_reporter())
+        .serve(role, None, shutdown, startup_reporter(log_format))
         .await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Shows `molten serve` starting: each skill as it loads (a progress line on a terminal, a
-/// line per skill otherwise), then the banner.
-fn startup_reporter() -> impl FnMut(Startup<'_>) {
-    let terminal = std::io::stderr().is_terminal();
+/// line per skill otherwise), then the banner; each line a JSON object with `--log-format json`.
+fn startup_reporter(format: LogFormat) -> impl FnMut(Startup<'_>) {
+    let terminal = std::io::stderr().is_terminal() && format == LogFormat::Text;
+    let say = move |text: &str| match format {
+        LogFormat::Text => eprintln!("{text}"),
+        LogFormat::Json => {
+            for line in text.lines() {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "level": "INFO",
+                        "fields": { "message": line.trim() },
+                        "target": "molten::startup",
+                    })
+                );
+            }
+        }
+    };
     move |event| match event {
         Startup::Listening(_) => {}
         Startup::Loaded(step) => {
@@ -187,10 +223,10 @@ fn startup_reporter() -> impl FnMut(Startup<'_>) {
                     eprintln!();
                 }
             } else {
-                eprintln!("{line}");
+                say(&line);
             }
         }
-        Startup::Ready(banner) => eprintln!("{banner}"),
+        Startup::Ready(banner) => say(&banner),
     }
 }
 
