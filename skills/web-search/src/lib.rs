@@ -1,30 +1,58 @@
 //! `web_search`: the Tavily search API, results formatted for a model to read.
 
-wit_bindgen::generate!({ path: "../../wit", world: "skill" });
-
+use molten_skill::{Context, Error};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
 const ENDPOINT: &str = "https://api.tavily.com/search";
-const MAX_QUERY_CHARS: usize = 400;
 const SNIPPET_CHARS: usize = 500;
 
-#[derive(Deserialize)]
+/// What to search for. molten checks every call against the schema derived from this type, so
+/// `run` sees only lengths, ranges and names that fit.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Args {
+    /// What to search for.
+    #[schemars(length(min = 1, max = 400))]
     query: String,
+    /// How many results (1 to 10).
     #[serde(default = "five")]
+    #[schemars(range(min = 1, max = 10))]
     max_results: u8,
+    /// advanced is slower and more thorough.
     #[serde(default)]
-    search_depth: Option<String>,
+    search_depth: Depth,
+    /// What kind of search.
     #[serde(default)]
-    topic: Option<String>,
+    topic: Topic,
+    /// With topic news: how many days back.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     days: Option<u32>,
 }
 
 fn five() -> u8 {
     5
+}
+
+#[derive(Deserialize, JsonSchema, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+enum Depth {
+    #[default]
+    Basic,
+    Advanced,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+enum Topic {
+    #[default]
+    General,
+    News,
+    Finance,
 }
 
 #[derive(Deserialize)]
@@ -47,93 +75,55 @@ struct Hit {
     published_date: Option<String>,
 }
 
-struct WebSearch;
-
-impl Guest for WebSearch {
-    fn describe() -> Descriptor {
-        Descriptor {
-            name: "web_search".into(),
-            description: "Search the web for current information. Returns the top results \
-                          with title, URL and a snippet; cite the URLs you use."
-                .into(),
-            parameters: json!({
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "description": "What to search for."},
-                    "max_results": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
-                    "search_depth": {"type": "string", "enum": ["basic", "advanced"],
-                                     "description": "advanced is slower and more thorough"},
-                    "topic": {"type": "string", "enum": ["general", "news", "finance"]},
-                    "days": {"type": "integer", "minimum": 1,
-                             "description": "with topic news: how many days back"}
-                },
-                "required": ["query"],
-                "additionalProperties": false
-            })
-            .to_string(),
-        }
+fn search(args: Args, _context: &Context) -> Result<String, Error> {
+    let query = args.query.trim();
+    if query.is_empty() {
+        return Err(Error::InvalidInput("query must not be empty".into()));
     }
-
-    fn invoke(arguments: String, _context: CallContext) -> Result<String, SkillError> {
-        let args: Args = serde_json::from_str(&arguments)
-            .map_err(|e| SkillError::InvalidInput(format!("arguments: {e}")))?;
-        let query = args.query.trim();
-        if query.is_empty() {
-            return Err(SkillError::InvalidInput("query must not be empty".into()));
-        }
-        if query.chars().count() > MAX_QUERY_CHARS {
-            return Err(SkillError::InvalidInput(format!(
-                "query is longer than {MAX_QUERY_CHARS} characters; shorten it"
-            )));
-        }
-        if !(1..=10).contains(&args.max_results) {
-            return Err(SkillError::InvalidInput(
-                "max_results must be 1 to 10".into(),
-            ));
-        }
-        let depth = args.search_depth.as_deref().unwrap_or("basic");
-        if !matches!(depth, "basic" | "advanced") {
-            return Err(SkillError::InvalidInput(
-                "search_depth must be basic or advanced".into(),
-            ));
-        }
-        let topic = args.topic.as_deref().unwrap_or("general");
-        if !matches!(topic, "general" | "news" | "finance") {
-            return Err(SkillError::InvalidInput(
-                "topic must be general, news or finance".into(),
-            ));
-        }
-        let mut body = json!({
-            "query": query,
-            "max_results": args.max_results,
-            "search_depth": depth,
-            "topic": topic,
-            "include_answer": false,
-        });
-        if let Some(days) = args.days {
-            body["days"] = days.into();
-        }
-        let response = molten_http::request(
-            "POST",
-            ENDPOINT,
-            &[("content-type", "application/json")],
-            Some(body.to_string().as_bytes()),
-        )
-        .map_err(|e| SkillError::Failed(format!("web search unavailable: {e}")))?;
-        if response.status != 200 {
-            return Err(api_error(&response));
-        }
-        let answer: Answer = serde_json::from_slice(&response.body).map_err(|e| {
-            SkillError::Failed(format!(
-                "the search service answered something unexpected: {e}"
-            ))
-        })?;
-        Ok(format_results(query, &answer))
+    let mut body = json!({
+        "query": query,
+        "max_results": args.max_results,
+        "search_depth": match args.search_depth {
+            Depth::Basic => "basic",
+            Depth::Advanced => "advanced",
+        },
+        "topic": match args.topic {
+            Topic::General => "general",
+            Topic::News => "news",
+            Topic::Finance => "finance",
+        },
+        "include_answer": false,
+    });
+    if let Some(days) = args.days {
+        body["days"] = days.into();
     }
+    let response = molten_skill::http::request(
+        "POST",
+        ENDPOINT,
+        &[("content-type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
+    .map_err(|e| Error::Failed(format!("web search unavailable: {e}")))?;
+    if response.status != 200 {
+        return Err(api_error(&response));
+    }
+    let answer: Answer = serde_json::from_slice(&response.body).map_err(|e| {
+        Error::Failed(format!(
+            "the search service answered something unexpected: {e}"
+        ))
+    })?;
+    Ok(format_results(query, &answer))
 }
 
+molten_skill::skill!(
+    name: "web_search",
+    description: "Search the web for current information. Returns the top results with \
+                  title, URL and a snippet; cite the URLs you use.",
+    run: search,
+);
+
 /// Tavily's error body is `{"detail": {"error": "..."}}`.
-fn api_error(response: &molten_http::Response) -> SkillError {
+fn api_error(response: &molten_skill::http::Response) -> Error {
     let detail = serde_json::from_slice::<serde_json::Value>(&response.body)
         .ok()
         .and_then(|v| {
@@ -151,7 +141,7 @@ fn api_error(response: &molten_http::Response) -> SkillError {
         500..=599 => "the search service is failing; try again later",
         _ => "the search failed",
     };
-    SkillError::Failed(format!("{hint} (HTTP {}: {detail})", response.status))
+    Error::Failed(format!("{hint} (HTTP {}: {detail})", response.status))
 }
 
 fn format_results(query: &str, answer: &Answer) -> String {
@@ -183,5 +173,3 @@ fn format_results(query: &str, answer: &Answer) -> String {
     }
     out
 }
-
-export!(WebSearch);
