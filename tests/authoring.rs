@@ -45,6 +45,58 @@ fn edit(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// A project made by `molten skill new NAME --lang LANG` in an empty directory, whose own
+/// tests pass (`passed` cases) through `molten skill test`; with its data directory.
+struct Project {
+    dir: std::path::PathBuf,
+    data: tempfile::TempDir,
+    _parent: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(name: &str, lang: &str, passed: usize) -> Self {
+        let parent = temp_dir();
+        let data = temp_dir();
+        crate::support::share_compile_cache(data.path());
+        let started = Instant::now();
+        let new = skill(parent.path(), data.path(), &["new", name, "--lang", lang]);
+        assert!(new.status.success(), "{}", text(&new));
+        let dir = parent.path().join(name);
+        let test = skill(&dir, data.path(), &["test"]);
+        let report = text(&test);
+        assert!(test.status.success(), "{report}");
+        assert!(
+            report.contains(&format!("{name}: {passed} passed, 0 failed")),
+            "{report}"
+        );
+        eprintln!("{lang} skill new → tests passing: {:?}", started.elapsed());
+        Self {
+            dir,
+            data,
+            _parent: parent,
+        }
+    }
+
+    /// `molten skill ARGS` in the project.
+    fn skill(&self, args: &[&str]) -> Output {
+        skill(&self.dir, self.data.path(), args)
+    }
+
+    /// What `molten skill run --dir dist NAME ARGUMENTS` prints.
+    fn run(&self, name: &str, arguments: &str) -> String {
+        let run = self.skill(&["run", "--dir", "dist", name, arguments]);
+        assert!(run.status.success(), "{}", text(&run));
+        String::from_utf8_lossy(&run.stdout).trim().to_owned()
+    }
+
+    /// What a `molten skill build` that must fail says.
+    fn build_fails(&self) -> String {
+        let build = self.skill(&["build"]);
+        assert!(!build.status.success());
+        text(&build)
+    }
+}
+
 /// Installs the built skill `wasm` into the plugin store of a running `molten serve`, has the
 /// scripted model call it with `arguments`, and checks the model got `expected` and the user
 /// the answer.
@@ -96,45 +148,22 @@ async fn answers_in_chat(wasm: &Path, arguments: serde_json::Value, expected: &s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_skill_is_built_tested_and_answers_in_chat() {
-    let empty = temp_dir();
-    let data = temp_dir();
-    let started = Instant::now();
-    let new = skill(empty.path(), data.path(), &["new", "word_count"]);
-    assert!(new.status.success(), "{}", text(&new));
-    let project = empty.path().join("word_count");
-
     // The scaffold builds and passes its own tests as it is.
-    let test = skill(&project, data.path(), &["test"]);
-    assert!(test.status.success(), "{}", text(&test));
-    let report = text(&test);
-    assert!(
-        report.contains("word_count: 4 passed, 0 failed"),
-        "{report}"
-    );
-    eprintln!("skill new → tests passing: {:?}", started.elapsed());
-
-    let build = skill(&project, data.path(), &["build"]);
-    assert!(build.status.success(), "{}", text(&build));
+    let started = Instant::now();
+    let project = Project::new("word_count", "rust", 4);
+    let build = project.skill(&["build"]);
     let shown = text(&build);
+    assert!(build.status.success(), "{shown}");
     assert!(
         shown.contains("capabilities: filesystem sandbox") && shown.contains("size: "),
         "{shown}"
     );
-    let dist = project.join("dist");
-    let run = skill(
-        &project,
-        data.path(),
-        &["run", "--dir", "dist", "word_count", r#"{"text": "a b c"}"#],
-    );
     assert_eq!(
-        String::from_utf8_lossy(&run.stdout).trim(),
-        "1 lines, 3 words, 5 characters",
-        "{}",
-        text(&run)
+        project.run("word_count", r#"{"text": "a b c"}"#),
+        "1 lines, 3 words, 5 characters"
     );
-
     answers_in_chat(
-        &dist.join("word_count.wasm"),
+        &project.dir.join("dist").join("word_count.wasm"),
         json!({"text": "to be or not to be"}),
         "1 lines, 6 words, 18 characters",
     )
@@ -142,12 +171,10 @@ async fn a_new_skill_is_built_tested_and_answers_in_chat() {
     eprintln!("skill new → answer in chat: {:?}", started.elapsed());
 
     // What authors get wrong, each said clearly.
-    let lib = project.join("src/lib.rs");
-    let manifest = project.join("skill.toml");
+    let lib = project.dir.join("src/lib.rs");
+    let manifest = project.dir.join("skill.toml");
     edit(&lib, "text.lines().count(),", "text.lines().count()");
-    let broken = skill(&project, data.path(), &["build"]);
-    assert!(!broken.status.success());
-    let said = text(&broken);
+    let said = project.build_fails();
     assert!(
         said.contains("error")
             && said.contains("src/lib.rs")
@@ -157,9 +184,7 @@ async fn a_new_skill_is_built_tested_and_answers_in_chat() {
     edit(&lib, "text.lines().count()", "text.lines().count(),");
 
     edit(&manifest, "description =", "descriptin =");
-    let typo = skill(&project, data.path(), &["build"]);
-    assert!(!typo.status.success());
-    let said = text(&typo);
+    let said = project.build_fails();
     assert!(
         said.contains("descriptin") && said.contains("would not load"),
         "{said}"
@@ -167,22 +192,19 @@ async fn a_new_skill_is_built_tested_and_answers_in_chat() {
     edit(&manifest, "descriptin =", "description =");
 
     edit(&lib, "name: \"word_count\"", "name: \"word_counter\"");
-    let renamed = skill(&project, data.path(), &["build"]);
-    assert!(!renamed.status.success());
-    let said = text(&renamed);
+    let said = project.build_fails();
     assert!(
         said.contains("names the skill `word_counter` but its manifest names it `word_count`"),
         "{said}"
     );
     edit(&lib, "name: \"word_counter\"", "name: \"word_count\"");
 
-    let tests = project.join("tests.toml");
     edit(
-        &tests,
+        &project.dir.join("tests.toml"),
         "output = \"2 lines, 4 words",
         "output = \"3 lines, 4 words",
     );
-    let failing = skill(&project, data.path(), &["test"]);
+    let failing = project.skill(&["test"]);
     assert!(!failing.status.success());
     let said = text(&failing);
     assert!(
@@ -193,51 +215,18 @@ async fn a_new_skill_is_built_tested_and_answers_in_chat() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_python_skill_is_built_tested_and_answers_in_chat_and_cannot_reach_the_host() {
-    let empty = temp_dir();
-    let data = temp_dir();
-    crate::support::share_compile_cache(data.path());
-    let started = Instant::now();
-    let new = skill(
-        empty.path(),
-        data.path(),
-        &["new", "csv_summary", "--lang", "python"],
-    );
-    assert!(new.status.success(), "{}", text(&new));
-    let project = empty.path().join("csv_summary");
-    let test = skill(&project, data.path(), &["test"]);
-    let report = text(&test);
-    assert!(test.status.success(), "{report}");
-    // Including the case that reads /etc/passwd: the host's files do not exist for it.
-    assert!(
-        report.contains("csv_summary: 4 passed, 0 failed"),
-        "{report}"
-    );
-    eprintln!("python skill new → tests passing: {:?}", started.elapsed());
-
-    let sandbox = data.path().join("sandboxes").join("cli");
+    // Its tests include reading /etc/passwd: the host's files do not exist for it.
+    let project = Project::new("csv_summary", "python", 4);
+    let sandbox = project.data.path().join("sandboxes").join("cli");
     std::fs::create_dir_all(&sandbox).unwrap();
     std::fs::write(sandbox.join("t.csv"), "name,age\nada,36\nalan,41\n").unwrap();
-    let run = skill(
-        &project,
-        data.path(),
-        &[
-            "run",
-            "--dir",
-            "dist",
-            "csv_summary",
-            r#"{"path": "/tmp/t.csv"}"#,
-        ],
-    );
     assert_eq!(
-        String::from_utf8_lossy(&run.stdout).trim(),
-        "/tmp/t.csv: 2 rows, 2 columns\nname: 2 distinct values (ada, alan)\nage: numeric, min 36, max 41, mean 38.5",
-        "{}",
-        text(&run)
+        project.run("csv_summary", r#"{"path": "/tmp/t.csv"}"#),
+        "/tmp/t.csv: 2 rows, 2 columns\nname: 2 distinct values (ada, alan)\nage: numeric, min 36, max 41, mean 38.5"
     );
-
     // In chat the user is someone else, whose sandbox has no t.csv.
     answers_in_chat(
-        &project.join("dist").join("csv_summary.wasm"),
+        &project.dir.join("dist").join("csv_summary.wasm"),
         json!({"path": "/tmp/t.csv"}),
         "error: invalid input: /tmp/t.csv does not exist",
     )
@@ -245,13 +234,11 @@ async fn a_new_python_skill_is_built_tested_and_answers_in_chat_and_cannot_reach
 
     // A Python error is the author's to see, not a crash of molten.
     edit(
-        &project.join("app.py"),
+        &project.dir.join("app.py"),
         "def summarise(path, max_columns):",
         "def summarise(path, max_columns)",
     );
-    let broken = skill(&project, data.path(), &["build"]);
-    assert!(!broken.status.success());
-    let said = text(&broken);
+    let said = project.build_fails();
     assert!(
         said.contains("SyntaxError") && said.contains("app.py did not build"),
         "{said}"
@@ -260,53 +247,41 @@ async fn a_new_python_skill_is_built_tested_and_answers_in_chat_and_cannot_reach
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_javascript_skill_is_built_tested_and_answers_in_chat() {
-    let empty = temp_dir();
-    let data = temp_dir();
-    crate::support::share_compile_cache(data.path());
-    let started = Instant::now();
-    let new = skill(
-        empty.path(),
-        data.path(),
-        &["new", "markdown_table", "--lang", "js"],
-    );
-    assert!(new.status.success(), "{}", text(&new));
-    let project = empty.path().join("markdown_table");
-    let test = skill(&project, data.path(), &["test"]);
-    let report = text(&test);
-    assert!(test.status.success(), "{report}");
-    assert!(
-        report.contains("markdown_table: 4 passed, 0 failed"),
-        "{report}"
-    );
-    eprintln!(
-        "javascript skill new → tests passing: {:?}",
-        started.elapsed()
-    );
-    let run = skill(
-        &project,
-        data.path(),
-        &[
-            "run",
-            "--dir",
-            "dist",
-            "markdown_table",
-            r#"{"rows": [{"x": 1}]}"#,
-        ],
-    );
+    let project = Project::new("markdown_table", "js", 4);
     assert_eq!(
-        String::from_utf8_lossy(&run.stdout).trim(),
-        "| x   |\n| --- |\n| 1   |",
-        "{}",
-        text(&run)
+        project.run("markdown_table", r#"{"rows": [{"x": 1}]}"#),
+        "| x   |\n| --- |\n| 1   |"
+    );
+    answers_in_chat(
+        &project.dir.join("dist").join("markdown_table.wasm"),
+        json!({"rows": [{"n": 1}, {"n": 22}]}),
+        "| n   |\n| --- |\n| 1   |\n| 22  |",
+    )
+    .await;
+
+    // Without Node.js the build says what to install.
+    let bare = Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("--data-dir")
+        .arg(project.data.path())
+        .args(["skill", "build"])
+        .current_dir(&project.dir)
+        .env("PATH", "/nonexistent")
+        .env("XDG_CACHE_HOME", project.data.path().join("empty-cache"))
+        .output()
+        .unwrap();
+    assert!(!bare.status.success());
+    let said = text(&bare);
+    assert!(
+        said.contains(
+            "JavaScript skills need Node.js 18 or later with npm (apt packages nodejs and npm)"
+        ),
+        "{said}"
     );
 
     edit(
-        &project.join("app.js"),
+        &project.dir.join("app.js"),
         "export function describe() {",
         "export function describe( {",
     );
-    let broken = skill(&project, data.path(), &["build"]);
-    assert!(!broken.status.success());
-    let said = text(&broken);
-    assert!(said.contains("app.js did not build"), "{said}");
+    assert!(project.build_fails().contains("app.js did not build"));
 }
