@@ -137,8 +137,8 @@ pub fn __describe<A: JsonSchema, F: Fn(A, &Context) -> Result<String, Error>>(
     name: &str,
     description: &str,
 ) -> Descriptor {
-    let mut schema = serde_json::to_value(schemars::schema_for!(A))
-        .expect("a generated schema serialises");
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(A)).expect("a generated schema serialises");
     if let Some(root) = schema.as_object_mut() {
         // The model needs neither; molten validates against the schema's own keywords.
         root.remove("$schema");
