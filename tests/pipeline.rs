@@ -337,6 +337,20 @@ async fn a_reply_that_cannot_be_sent_stays_queued_then_is_poisoned() {
         molten.poisoned()
     );
     assert_eq!(molten.queue_depth(), 0);
+    // The operator sees it, and why.
+    let listed: Value = molten
+        .get("/admin/poison", Some(crate::fakes::ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = &listed["poisoned"][0];
+    assert!(
+        entry["reason"].as_str().unwrap().contains("2 deliveries"),
+        "{listed}"
+    );
+    assert_eq!(entry["message"]["text"], "blocked", "{listed}");
+    assert_eq!(molten.get("/admin/poison", None).await.status(), 401);
     let apologies = fake.requests("/sendMessage");
     assert_eq!(
         apologies.last().unwrap().body["text"],

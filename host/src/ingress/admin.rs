@@ -1,7 +1,7 @@
 //! `GET /healthz` (the process answers), `GET /ready` (it can do its job, and if not, what is
 //! missing), `GET /admin/status` (numbers for the operator), `GET /admin/skills` (each
-//! skill's effective grant, and the plugins refused) and `GET /metrics` (Prometheus), all
-//! behind the admin bearer token.
+//! skill's effective grant, and the plugins refused), `GET /admin/poison` (messages that never
+//! got an answer) and `GET /metrics` (Prometheus), all behind the admin bearer token.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -183,4 +183,26 @@ pub async fn metrics(
         )],
         state.metrics.encode(),
     ))
+}
+
+/// Poisoned messages (oldest first; at most 32 on Azure): id, reason and the message, so an
+/// operator can see what never got an answer.
+pub async fn poison(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers)?;
+    let poisoned = state
+        .queue
+        .poisoned()
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let messages: Vec<Value> = poisoned
+        .into_iter()
+        .map(|p| {
+            let message = serde_json::from_str::<Value>(&p.body).unwrap_or(Value::String(p.body));
+            json!({ "id": p.id, "reason": p.reason, "message": message })
+        })
+        .collect();
+    Ok(Json(json!({ "poisoned": messages })))
 }

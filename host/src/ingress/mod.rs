@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(admin::ready))
         .route("/admin/status", get(admin::status))
         .route("/admin/skills", get(admin::skills))
+        .route("/admin/poison", get(admin::poison))
         .route("/metrics", get(admin::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -93,7 +94,7 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(uri: axum::http::Uri) -> Response {
     let message = format!(
         "no route {}; molten serves POST /webhook/telegram, /webhook/slack, /webhook/discord, \
-         GET /healthz, /ready, /admin/status, /admin/skills",
+         GET /healthz, /ready, /metrics, /admin/status, /admin/skills, /admin/poison",
         uri.path()
     );
     (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
