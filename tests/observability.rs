@@ -144,3 +144,59 @@ async fn the_global_daily_budget_stops_every_model_call_once_spent() {
         molten.log()
     );
 }
+
+/// `molten admin ARGS` with the config of `molten` (found in its data directory).
+fn admin(molten: &Molten, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("--data-dir")
+        .arg(&molten.data)
+        .arg("admin")
+        .args(args)
+        .args(["--url", &molten.url])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn molten_admin_prints_what_the_server_says() {
+    let fake = Fake::start().await;
+    let molten = Molten::start(&config(&fake, "[skills.bash]\nenabled = false\n"), &[]).await;
+    let out = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let status = admin(&molten, &["status"]);
+    let text = out(&status);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("queue depth 0, model fake-model")
+            && text.contains("skills: calendar_create, email_send, text_editor, web_search")
+            && text.contains("counters:\n  accepted: 0"),
+        "{text}"
+    );
+    let skills = out(&admin(&molten, &["skills"]));
+    assert!(
+        skills.contains("text_editor")
+            && skills.contains("built in")
+            && skills.contains("bash                 disabled"),
+        "{skills}"
+    );
+    assert_eq!(out(&admin(&molten, &["poison"])), "no poisoned messages\n");
+    let json: serde_json::Value =
+        serde_json::from_slice(&admin(&molten, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["queue_depth"], 0);
+
+    // A server that refuses says so.
+    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("--data-dir")
+        .arg(&molten.data)
+        .args(["admin", "status", "--url", &molten.url])
+        .env("MOLTEN_ADMIN_TOKEN", "wrong-token")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(out(&wrong).contains("401"), "{}", out(&wrong));
+}

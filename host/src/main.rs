@@ -1,5 +1,6 @@
 //! The `molten` command line.
 
+mod admin_cli;
 mod skill_cli;
 
 use std::io::IsTerminal as _;
@@ -76,6 +77,9 @@ enum Command {
     /// List and run skills.
     #[command(subcommand)]
     Skill(skill_cli::SkillCommand),
+    /// Ask a running molten for its status, skills or poisoned messages.
+    #[command(subcommand)]
+    Admin(admin_cli::AdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -86,7 +90,7 @@ fn main() -> ExitCode {
     // command only its errors. Colour only on a terminal, never in a log file.
     let default_filter = match cli.command {
         Command::Serve { .. } | Command::Chat => "warn,molten::plugins=info",
-        Command::Skill(_) => "error",
+        Command::Skill(_) | Command::Admin(_) => "error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
@@ -158,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Skill(command) => skill_cli::run(Some(&config), command).await,
             Command::Serve { role, listen } => serve(config, role, listen, cli.log_format).await,
             Command::Chat => chat(config).await,
+            Command::Admin(command) => admin_cli::run(&config, command).await,
         }
     })
 }
