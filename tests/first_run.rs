@@ -249,7 +249,17 @@ async fn an_operator_can_accept_unauthenticated_telegram_webhooks_explicitly() {
 async fn with_log_format_json_every_line_is_a_json_object() {
     let fake = Fake::start().await;
     let molten = Molten::start(&config(&fake, ""), &["--log-format", "json"]).await;
+    fake.script_llm([
+        crate::fakes::llm_tool(
+            "j1",
+            "text_editor",
+            serde_json::json!({"command": "view", "path": "/tmp"}),
+        ),
+        crate::fakes::llm_text("ok"),
+    ]);
     molten.telegram(1, 2, "hello").await;
+    fake.wait_for("/sendMessage", 1, Duration::from_secs(30))
+        .await;
     let log = molten.log();
     let lines: Vec<Value> = log
         .lines()
@@ -260,4 +270,13 @@ async fn with_log_format_json_every_line_is_a_json_object() {
         .as_str()
         .is_some_and(|m| m.contains(" listening on http://"))));
     assert!(lines.iter().all(|l| l["level"].is_string()));
+    // A line logged during the turn names the message, the channel and the user.
+    let call = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "skill call")
+        .expect("the skill call is logged");
+    assert_eq!(call["span"]["name"], "turn", "{call}");
+    assert_eq!(call["span"]["message"], "1");
+    assert_eq!(call["span"]["channel"], "telegram");
+    assert_eq!(call["span"]["user"], "telegram:2");
 }

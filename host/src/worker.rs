@@ -34,6 +34,8 @@ use crate::agent::{Agent, TurnError};
 use crate::channels::Channels;
 use crate::config::{AgentConfig, WorkerConfig};
 use crate::envelope::Envelope;
+use tracing::Instrument as _;
+
 use crate::limits::Admission;
 use crate::llm::safety::SafetyFilter;
 use crate::metrics::Metrics;
@@ -153,6 +155,20 @@ impl Worker {
                     .await
             }
         };
+        // Every line logged while this message is handled names it. At error level, so the
+        // fields are there whatever the filter shows.
+        let span = tracing::error_span!(
+            "turn",
+            message = %envelope.message_id,
+            channel = envelope.reply_to.channel(),
+            user = %envelope.user_key(),
+        );
+        self.handle_envelope(leased, envelope)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_envelope(&self, leased: Leased, envelope: Envelope) -> Outcome {
         let key = envelope.dedupe_key();
         if leased.dequeue_count > self.config.max_deliveries {
             let reason = format!(
