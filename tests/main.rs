@@ -26,6 +26,7 @@ macro_rules! contract {
     };
 }
 
+mod admin_auth;
 mod authoring;
 mod azurite;
 

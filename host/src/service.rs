@@ -141,7 +141,7 @@ impl Service {
             queue: queue.clone(),
             store: store.clone(),
             agent,
-            channels: Arc::new(Channels::new(http, &config, terminal)),
+            channels: Arc::new(Channels::new(http.clone(), &config, terminal)),
             safety: Arc::new(SafetyFilter::new(&config.safety)?),
             redactor,
             config: config.worker.clone(),
@@ -153,7 +153,7 @@ impl Service {
                 .then(|| Arc::new(Limits::new(config.limits.clone(), store.clone()))),
             wake: wake.clone(),
         });
-        let state = AppState::new(queue, store, registry, config.clone(), metrics, wake)?;
+        let state = AppState::new(queue, store, registry, config.clone(), metrics, wake, http)?;
         Ok(Self {
             config,
             state,

@@ -24,7 +24,7 @@ pub use self::azure::AzureConfig;
 pub use self::channels::{DiscordConfig, SlackConfig, TelegramConfig};
 pub use self::llm::{AgentConfig, LlmConfig, LlmProvider, Price, SafetyConfig};
 pub use self::plugins::PluginsConfig;
-pub use self::server::{LimitsConfig, ServerConfig, WorkerConfig};
+pub use self::server::{AdminConfig, LimitsConfig, ServerConfig, WorkerConfig};
 pub use self::skills::GraphConfig;
 use crate::secrets::Secret;
 
@@ -77,6 +77,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Per-user rate limits and daily spend caps (`[limits]`).
     pub limits: LimitsConfig,
+    /// Entra ID tokens for the admin routes (`[admin]`), if configured.
+    pub admin: Option<AdminConfig>,
 }
 
 /// A configuration that cannot be used, with what to do about it.
@@ -178,6 +180,8 @@ struct File {
     plugins: plugins::PluginsFile,
     #[serde(default)]
     limits: server::LimitsFile,
+    #[serde(default)]
+    admin: server::AdminFile,
 }
 
 impl Config {
@@ -272,6 +276,7 @@ impl Config {
             max_total_memory_bytes,
             plugins,
             limits: file.limits.build()?,
+            admin: file.admin.build()?,
             prices: file.prices,
             telegram,
             slack,

@@ -31,6 +31,65 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
 }
 
+/// `[admin]`: Entra ID (or any OpenID Connect issuer's) tokens accepted on `/admin/*` and
+/// `/metrics`, beside `server.admin_token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// The token issuer (`iss`), e.g. `https://login.microsoftonline.com/<tenant>/v2.0`.
+    pub issuer: String,
+    /// The audience (`aud`) tokens must be for: the app's client id or id URI.
+    pub audience: String,
+    /// An app role the token must carry in `roles`.
+    pub role: Option<String>,
+    /// A group id the token must carry in `groups`.
+    pub group: Option<String>,
+    /// Where the issuer's OpenID configuration is (default `<issuer>/.well-known/openid-configuration`).
+    pub openid_configuration: reqwest::Url,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminFile {
+    issuer: Option<String>,
+    audience: Option<String>,
+    role: Option<String>,
+    group: Option<String>,
+    openid_configuration: Option<String>,
+}
+
+impl AdminFile {
+    pub(super) fn build(self) -> Result<Option<AdminConfig>, ConfigError> {
+        let Some(issuer) = self.issuer.filter(|i| !i.is_empty()) else {
+            return Ok(None);
+        };
+        let audience = self.audience.filter(|a| !a.is_empty()).ok_or_else(|| {
+            ConfigError::Invalid {
+                key: "admin.audience".into(),
+                message: "missing: the client id (or application id URI) of the app registration the admin tokens are for".into(),
+            }
+        })?;
+        if self.role.is_none() && self.group.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "admin.role".into(),
+                message: "set admin.role (an app role) or admin.group (a group id): otherwise any account of the tenant would be an administrator".into(),
+            });
+        }
+        let discovery = self.openid_configuration.unwrap_or_else(|| {
+            format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            )
+        });
+        Ok(Some(AdminConfig {
+            openid_configuration: super::parse_url("admin.openid_configuration", &discovery)?,
+            issuer,
+            audience,
+            role: self.role,
+            group: self.group,
+        }))
+    }
+}
+
 /// `[limits]`: per-user rate limits and daily spend caps; `None` is unlimited.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LimitsConfig {

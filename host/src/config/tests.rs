@@ -281,3 +281,36 @@ fn plugins_and_skill_policy_are_checked_and_named_by_key() {
         assert!(err.starts_with(key), "{text}: {err}");
     }
 }
+
+#[test]
+fn entra_admin_needs_an_audience_and_a_role_or_group() {
+    let issuer = "https://login.microsoftonline.com/t/v2.0";
+    let admin = load(
+        &format!(
+            "[admin]\nissuer = \"{issuer}\"\naudience = \"api://m\"\nrole = \"Molten.Admin\"\n"
+        ),
+        &[],
+    )
+    .unwrap()
+    .admin
+    .unwrap();
+    assert_eq!(
+        admin.openid_configuration.as_str(),
+        "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration"
+    );
+    let no_role = load(
+        &format!("[admin]\nissuer = \"{issuer}\"\naudience = \"api://m\"\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(no_role.starts_with("admin.role:"), "{no_role}");
+    let no_audience = load(
+        &format!("[admin]\nissuer = \"{issuer}\"\nrole = \"r\"\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(no_audience.starts_with("admin.audience:"), "{no_audience}");
+    assert!(load("", &[]).unwrap().admin.is_none());
+}

@@ -70,7 +70,7 @@ pub async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
     let depth = state.queue.depth().await.map_err(|e| unavailable(&e))?;
     let totals = state.store.totals().await.map_err(|e| unavailable(&e))?;
@@ -98,24 +98,35 @@ pub async fn status(
     })))
 }
 
-/// Refuses a request without the admin bearer token.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(token) = &state.config.server.admin_token else {
+/// Refuses a request without the admin bearer token or, with `[admin]`, a valid Entra token.
+/// Why a token was refused is logged, never answered.
+async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let (token, entra) = (&state.config.server.admin_token, &state.entra);
+    if token.is_none() && entra.is_none() {
         return Err(AppError::Unauthorized(
-            "the admin token is not set; set server.admin_token or MOLTEN_ADMIN_TOKEN".into(),
+            "the admin token is not set; set server.admin_token or MOLTEN_ADMIN_TOKEN (or [admin] for Entra ID tokens)".into(),
         ));
-    };
+    }
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
-        return Err(AppError::Unauthorized(
-            "send Authorization: Bearer <admin token>".into(),
-        ));
+    if token
+        .as_ref()
+        .is_some_and(|t| bool::from(given.as_bytes().ct_eq(t.expose().as_bytes())))
+    {
+        return Ok(());
     }
-    Ok(())
+    if let (Some(entra), false) = (entra, given.is_empty()) {
+        match entra.verify(given).await {
+            Ok(()) => return Ok(()),
+            Err(reason) => tracing::warn!(%reason, "admin token refused"),
+        }
+    }
+    Err(AppError::Unauthorized(
+        "send Authorization: Bearer <admin token>".into(),
+    ))
 }
 
 /// Every live skill with the grant in effect (the manifest's ask, the operator's policy and
@@ -124,7 +135,7 @@ pub async fn skills(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     let registry = &state.registry;
     let skills: Vec<Value> = registry
         .skills()
@@ -172,7 +183,7 @@ pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, AppError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     if let Ok(depth) = state.queue.depth().await {
         state.metrics.queue_depth.set(depth as i64);
     }
@@ -191,7 +202,7 @@ pub async fn poison(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     let poisoned = state
         .queue
         .poisoned()

@@ -4,6 +4,7 @@
 
 mod admin;
 mod discord;
+pub mod entra;
 mod slack;
 mod telegram;
 pub mod verify;
@@ -45,6 +46,7 @@ pub struct AppState {
     pub started: Instant,
     slack: Option<Arc<verify::SlackVerifier>>,
     discord: Option<Arc<verify::DiscordVerifier>>,
+    entra: Option<Arc<entra::EntraVerifier>>,
 }
 
 /// The router with every route and the body limit. Every refusal, whoever makes it (a route,
@@ -182,7 +184,8 @@ impl AppState {
         (status, Json(json!({ "error": message }))).into_response()
     }
 
-    /// Shared state for the routes; builds the signature verifiers once.
+    /// Shared state for the routes; builds the signature verifiers once. `http` fetches the
+    /// admin token issuer's keys.
     pub fn new(
         queue: Arc<dyn WorkQueue>,
         store: Arc<dyn Store>,
@@ -190,6 +193,7 @@ impl AppState {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
+        http: reqwest::Client,
     ) -> Result<Self, verify::KeyError> {
         let slack = config
             .slack
@@ -200,6 +204,10 @@ impl AppState {
             .discord
             .as_ref()
             .map(|d| Arc::new(verify::DiscordVerifier::new(d.public_key)));
+        let entra = config
+            .admin
+            .clone()
+            .map(|admin| Arc::new(entra::EntraVerifier::new(admin, http)));
         Ok(Self {
             queue,
             store,
@@ -210,6 +218,7 @@ impl AppState {
             started: Instant::now(),
             slack,
             discord,
+            entra,
         })
     }
 
