@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::fakes::{config, llm_text, llm_tool, Fake, Molten, ADMIN_TOKEN};
+use crate::fakes::{config, llm_text, llm_tool, Fake, Molten};
 use crate::support::temp_dir;
 
 /// `molten skill ARGS` in `dir`, with `data` as the data directory and no config file.
@@ -112,24 +112,7 @@ async fn answers_in_chat(wasm: &Path, arguments: serde_json::Value, expected: &s
         .output()
         .unwrap();
     assert!(install.status.success(), "{}", text(&install));
-    let loaded = Instant::now();
-    loop {
-        let status: serde_json::Value = molten
-            .get("/admin/status", Some(ADMIN_TOKEN))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if status["skills"].to_string().contains(&name) {
-            break;
-        }
-        assert!(
-            loaded.elapsed() < Duration::from_secs(60),
-            "{}",
-            molten.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    molten.until_skill(&name, true).await;
     fake.script_llm([llm_tool("t1", &name, arguments), llm_text("Done.")]);
     molten.telegram(1, 77, "please use the skill").await;
     let sent = fake

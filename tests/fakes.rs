@@ -524,6 +524,32 @@ impl Molten {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The skills `/admin/status` says are live.
+    pub async fn live_skills(&self) -> Vec<String> {
+        let status: Value = self
+            .get("/admin/status", Some(ADMIN_TOKEN))
+            .await
+            .json()
+            .await
+            .unwrap();
+        serde_json::from_value(status["skills"].clone()).unwrap()
+    }
+
+    /// Waits until skill `name` is live (`present`) or gone; returns how long that took.
+    pub async fn until_skill(&self, name: &str, present: bool) -> Duration {
+        let started = Instant::now();
+        while self.live_skills().await.iter().any(|s| s == name) != present {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{name} never {}:\n{}",
+                if present { "came" } else { "left" },
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        started.elapsed()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.join("molten.log")).unwrap_or_default()
     }

@@ -422,26 +422,6 @@ async fn the_operators_policy_disables_skills_and_lowers_limits() {
     ));
 }
 
-/// What `/admin/status` says is live.
-async fn live(molten: &Molten) -> Vec<String> {
-    let status: serde_json::Value = molten
-        .get("/admin/status", Some(ADMIN_TOKEN))
-        .await
-        .json()
-        .await
-        .unwrap();
-    serde_json::from_value(status["skills"].clone()).unwrap()
-}
-
-async fn until_live(molten: &Molten, present: bool) -> Duration {
-    let started = Instant::now();
-    while live(molten).await.contains(&"probe".to_owned()) != present {
-        assert!(started.elapsed() < WAIT, "{}", molten.log());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
-}
-
 /// The tools offered in model request `n`, and the last tool result in it.
 fn offered(fake: &Fake, n: usize) -> (Vec<String>, String) {
     let requests = fake.llm_requests();
@@ -468,12 +448,12 @@ async fn plugins_dropped_into_the_directory_come_and_go_while_molten_serves() {
     let molten = Molten::start(&config(&fake, "[skills.bash]\nenabled = false\n"), &[]).await;
     let plugins = molten.data.join("plugins");
     assert!(plugins.is_dir(), "the default store is created at start");
-    assert!(!live(&molten).await.contains(&"probe".to_owned()));
+    assert!(!molten.live_skills().await.contains(&"probe".to_owned()));
 
     // Dropped in with plain copies (not atomic): loaded once whole.
     std::fs::write(plugins.join("probe.toml"), probe_manifest("")).unwrap();
     std::fs::write(plugins.join("probe.wasm"), probe_wasm('A')).unwrap();
-    eprintln!("loaded after {:?}", until_live(&molten, true).await);
+    eprintln!("loaded after {:?}", molten.until_skill("probe", true).await);
     fake.script_llm([
         llm_tool("c1", "probe", json!({"mode": "version"})),
         llm_text("first"),
@@ -550,7 +530,7 @@ async fn plugins_dropped_into_the_directory_come_and_go_while_molten_serves() {
     // Removed: no longer offered to the model.
     std::fs::remove_file(plugins.join("probe.toml")).unwrap();
     std::fs::remove_file(plugins.join("probe.wasm")).unwrap();
-    until_live(&molten, false).await;
+    molten.until_skill("probe", false).await;
     fake.script_llm([llm_text("third")]);
     molten.telegram(3, 7, "still there?").await;
     fake.wait_for("/sendMessage", 3, WAIT).await;

@@ -189,25 +189,41 @@ fn componentize_py() -> Result<PathBuf, AuthorError> {
 
 /// `componentize-py` on `dir/app.py` against the vendored WIT.
 fn build_python(dir: &Path, component: &Path) -> Result<(), AuthorError> {
-    let tool = componentize_py()?;
+    let args = [
+        "-d",
+        ".molten/wit",
+        "-w",
+        "skill",
+        "componentize",
+        "app",
+        "-o",
+    ];
+    componentize(&componentize_py()?, &args, dir, component, "app.py")
+}
+
+/// Runs `tool` with `args` and the output path `component` in `dir`; its messages go to the
+/// terminal, and a failure says `source` did not build.
+fn componentize(
+    tool: &Path,
+    args: &[&str],
+    dir: &Path,
+    component: &Path,
+    source: &str,
+) -> Result<(), AuthorError> {
+    let name = tool.file_name().map_or_else(
+        || tool.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let status = Command::new(tool)
-        .args([
-            "-d",
-            ".molten/wit",
-            "-w",
-            "skill",
-            "componentize",
-            "app",
-            "-o",
-        ])
+        .args(args)
         .arg(component)
         .current_dir(dir)
         .status()
-        .map_err(|e| AuthorError::Toolchain(format!("cannot run componentize-py: {e}")))?;
+        .map_err(|e| AuthorError::Toolchain(format!("cannot run {name}: {e}")))?;
     if !status.success() {
-        return Err(AuthorError::Compile(
-            "app.py did not build; componentize-py's messages are above".into(),
-        ));
+        return Err(AuthorError::Compile(format!(
+            "{source} did not build; {name}'s messages are above"
+        )));
     }
     Ok(())
 }
@@ -244,28 +260,17 @@ fn componentize_js() -> Result<PathBuf, AuthorError> {
 
 /// `componentize-js` on `dir/app.js` against the vendored WIT.
 fn build_js(dir: &Path, component: &Path) -> Result<(), AuthorError> {
-    let tool = componentize_js()?;
-    let status = Command::new(tool)
-        .args([
-            "app.js",
-            "--wit",
-            ".molten/wit",
-            "-n",
-            "skill",
-            "-d",
-            "fetch-event",
-            "-o",
-        ])
-        .arg(component)
-        .current_dir(dir)
-        .status()
-        .map_err(|e| AuthorError::Toolchain(format!("cannot run componentize-js: {e}")))?;
-    if !status.success() {
-        return Err(AuthorError::Compile(
-            "app.js did not build; componentize-js's messages are above".into(),
-        ));
-    }
-    Ok(())
+    let args = [
+        "app.js",
+        "--wit",
+        ".molten/wit",
+        "-n",
+        "skill",
+        "-d",
+        "fetch-event",
+        "-o",
+    ];
+    componentize(&componentize_js()?, &args, dir, component, "app.js")
 }
 
 /// `cargo build` of the crate in `dir`; returns the component it made.
