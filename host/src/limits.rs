@@ -58,68 +58,75 @@ impl Limits {
         }
     }
 
-    async fn add(&self, key: String, amount: f64, ttl: u64) -> Result<f64, StoreError> {
+    async fn add(&self, key: &str, amount: f64, ttl: u64) -> Result<f64, StoreError> {
         self.store
-            .add_to_counter(&key, amount, Duration::from_secs(ttl))
+            .add_to_counter(key, amount, Duration::from_secs(ttl))
             .await
+    }
+
+    /// Counts this message in counter `key` and says whether that makes it more than `max`.
+    async fn one_too_many(&self, key: &str, ttl: u64, max: f64) -> Result<bool, StoreError> {
+        Ok(self.add(key, 1.0, ttl).await? > max)
+    }
+
+    /// Whether what counter `key` holds (today's tokens or dollars) has reached `cap`.
+    async fn used_up(&self, key: &str, cap: f64) -> Result<bool, StoreError> {
+        Ok(self.add(key, 0.0, 2 * DAY).await? >= cap)
     }
 
     /// Counts a message of `user` and says whether it may reach the model.
     pub async fn admit(&self, user: &str) -> Result<Admission, StoreError> {
         let c = &self.config;
         let now = now_secs();
-        let (minute, day) = (now / MINUTE, now / DAY);
+        let day = now / DAY;
+        let keys = Keys::new(user, day);
+        let tomorrow = || until_tomorrow(now);
+        let refuse = |reply: String| Ok(Admission::Refuse(reply));
         if let Some(max) = c.messages_per_minute {
-            let sent = self
-                .add(format!("msgs:{user}:m{minute}"), 1.0, 2 * MINUTE)
-                .await?;
-            if sent > f64::from(max) {
-                return Ok(Admission::Refuse(format!(
+            let key = format!("msgs:{user}:m{}", now / MINUTE);
+            if self.one_too_many(&key, 2 * MINUTE, f64::from(max)).await? {
+                return refuse(format!(
                     "You are sending messages faster than the {max} a minute allowed here. \
                      Please wait {} seconds and send it again.",
                     MINUTE - now % MINUTE
-                )));
+                ));
             }
         }
         if let Some(max) = c.messages_per_day {
-            let sent = self
-                .add(format!("msgs:{user}:d{day}"), 1.0, 2 * DAY)
-                .await?;
-            if sent > f64::from(max) {
-                return Ok(Admission::Refuse(format!(
+            if self
+                .one_too_many(&keys.messages, 2 * DAY, f64::from(max))
+                .await?
+            {
+                return refuse(format!(
                     "You have sent the {max} messages allowed per day. You can continue {}.",
-                    until_tomorrow(now)
-                )));
+                    tomorrow()
+                ));
             }
         }
         if let Some(cap) = c.user_daily_tokens {
-            let used = self
-                .add(format!("tokens:{user}:d{day}"), 0.0, 2 * DAY)
-                .await?;
-            if used >= cap as f64 {
-                return Ok(Admission::Refuse(format!(
+            if self.used_up(&keys.tokens, cap as f64).await? {
+                return refuse(format!(
                     "You have used today's allowance of {cap} tokens. You can continue {}.",
-                    until_tomorrow(now)
-                )));
+                    tomorrow()
+                ));
             }
         }
         if let Some(cap) = c.user_daily_usd {
-            let spent = self.add(format!("usd:{user}:d{day}"), 0.0, 2 * DAY).await?;
-            if spent >= cap {
-                return Ok(Admission::Refuse(format!(
+            if self.used_up(&keys.usd, cap).await? {
+                return refuse(format!(
                     "You have used today's budget. You can continue {}.",
-                    until_tomorrow(now)
-                )));
+                    tomorrow()
+                ));
             }
         }
         if let Some(cap) = c.global_daily_usd {
-            let spent = self.add(format!("usd:*:d{day}"), 0.0, 2 * DAY).await?;
+            let spent = self.add(&keys.usd_all, 0.0, 2 * DAY).await?;
             if spent >= cap {
                 tracing::warn!(spent, cap, "the global daily budget (limits.global_daily_usd) is used up; messages get the budget reply until 00:00 UTC");
-                return Ok(Admission::Refuse(format!(
+                return refuse(format!(
                     "This assistant has used its budget for today. It will answer again {}.",
-                    until_tomorrow(now)
-                )));
+                    tomorrow()
+                ));
             }
             if spent >= cap * WARN_AT && self.warned_day.swap(day, Ordering::Relaxed) != day {
                 tracing::warn!(
@@ -132,23 +139,40 @@ impl Limits {
         Ok(Admission::Admit)
     }
 
-    /// Charges a turn of `user` that used `tokens` and cost `usd`.
+    /// Charges a turn of `user` that used `tokens` and cost `usd` to the counters a limit
+    /// reads.
     pub async fn charge(&self, user: &str, tokens: u64, usd: f64) -> Result<(), StoreError> {
-        let day = now_secs() / DAY;
+        let keys = Keys::new(user, now_secs() / DAY);
         let c = &self.config;
-        if c.user_daily_tokens.is_some() && tokens > 0 {
-            self.add(format!("tokens:{user}:d{day}"), tokens as f64, 2 * DAY)
-                .await?;
-        }
-        if usd > 0.0 {
-            if c.user_daily_usd.is_some() {
-                self.add(format!("usd:{user}:d{day}"), usd, 2 * DAY).await?;
-            }
-            if c.global_daily_usd.is_some() {
-                self.add(format!("usd:*:d{day}"), usd, 2 * DAY).await?;
+        for (limited, key, amount) in [
+            (c.user_daily_tokens.is_some(), &keys.tokens, tokens as f64),
+            (c.user_daily_usd.is_some(), &keys.usd, usd),
+            (c.global_daily_usd.is_some(), &keys.usd_all, usd),
+        ] {
+            if limited && amount > 0.0 {
+                self.add(key, amount, 2 * DAY).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// The names of a user's daily counters, and of everyone's.
+struct Keys {
+    messages: String,
+    tokens: String,
+    usd: String,
+    usd_all: String,
+}
+
+impl Keys {
+    fn new(user: &str, day: u64) -> Self {
+        Self {
+            messages: format!("msgs:{user}:d{day}"),
+            tokens: format!("tokens:{user}:d{day}"),
+            usd: format!("usd:{user}:d{day}"),
+            usd_all: format!("usd:*:d{day}"),
+        }
     }
 }
 
