@@ -82,9 +82,9 @@ fn ensure_toolchain() -> Result<(), AuthorError> {
     Ok(())
 }
 
-/// The skill name in `dir/skill.toml`.
-fn skill_name(dir: &Path) -> Result<String, AuthorError> {
-    let path = dir.join("skill.toml");
+/// The string at `keys` (a path of table keys) in the TOML file `file` of project `dir`.
+fn toml_field(dir: &Path, file: &str, keys: &[&str]) -> Result<String, AuthorError> {
+    let path = dir.join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         AuthorError::Project(format!(
             "{}: {e}; is {} a skill project (made by `molten skill new`)?",
@@ -92,27 +92,32 @@ fn skill_name(dir: &Path) -> Result<String, AuthorError> {
             dir.display()
         ))
     })?;
-    let value: toml::Table = toml::from_str(&text)
+    let table: toml::Table = toml::from_str(&text)
         .map_err(|e| AuthorError::Project(format!("{}: {}", path.display(), e.message())))?;
+    let mut value = Some(&toml::Value::Table(table));
+    for key in keys {
+        value = value.and_then(|v| v.get(key));
+    }
     value
-        .get("name")
-        .and_then(|n| n.as_str())
+        .and_then(|v| v.as_str())
         .map(str::to_owned)
-        .ok_or_else(|| AuthorError::Project(format!("{}: field `name` is missing", path.display())))
+        .ok_or_else(|| {
+            AuthorError::Project(format!(
+                "{}: field `{}` is missing",
+                path.display(),
+                keys.join(".")
+            ))
+        })
+}
+
+/// The skill name in `dir/skill.toml`.
+fn skill_name(dir: &Path) -> Result<String, AuthorError> {
+    toml_field(dir, "skill.toml", &["name"])
 }
 
 /// The crate name in `dir/Cargo.toml`, as the component file is named (`-` as `_`).
 fn crate_file(dir: &Path) -> Result<String, AuthorError> {
-    let path = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let value: toml::Table = toml::from_str(&text)
-        .map_err(|e| AuthorError::Project(format!("{}: {}", path.display(), e.message())))?;
-    value
-        .get("package")
-        .and_then(|p| p.get("name"))
-        .and_then(|n| n.as_str())
-        .map(|n| n.replace('-', "_"))
-        .ok_or_else(|| AuthorError::Project(format!("{}: no [package] name", path.display())))
+    Ok(toml_field(dir, "Cargo.toml", &["package", "name"])?.replace('-', "_"))
 }
 
 /// The componentize-py release Python skills are built with.
