@@ -106,9 +106,8 @@ impl Service {
         let (queue, store) = open_state(&config, account.as_ref()).await?;
         let vault = key_vault(&config.azure, &http, entra.as_ref())?
             .map(|vault| vault as Arc<dyn crate::secrets::SecretStore>);
-        let runtime = Arc::new(Runtime::new(config.runtime())?);
-        let registry = Arc::new(Registry::new(runtime, &config.grants(vault)).await);
-        let plugins = Arc::new(open_plugins(&config, account.as_ref(), registry.clone()).await?);
+        let (registry, plugins) = skill_set(&config, account.as_ref(), vault).await?;
+        let plugins = Arc::new(plugins);
         let mut secrets = config.secret_values();
         secrets.extend(registry.secret_values());
         let redactor = Arc::new(Redactor::new(&secrets));
@@ -407,9 +406,7 @@ pub async fn load_skills(
     account: Option<&StorageAccount>,
     vault: Option<Arc<dyn crate::secrets::SecretStore>>,
 ) -> Result<Arc<Registry>, StartError> {
-    let runtime = Arc::new(Runtime::new(config.runtime())?);
-    let registry = Arc::new(Registry::new(runtime, &config.grants(vault)).await);
-    let plugins = open_plugins(config, account, registry.clone()).await?;
+    let (registry, plugins) = skill_set(config, account, vault).await?;
     load_into(&registry, &plugins, &config.skills_dirs, |_| {}).await;
     Ok(registry)
 }
@@ -427,11 +424,15 @@ async fn load_into(
     }
 }
 
-async fn open_plugins(
+/// An empty registry on a new runtime, under the config's grants (secrets from the config and
+/// `vault`), and the plugin store that will fill it beside the built-in skills.
+async fn skill_set(
     config: &Config,
     account: Option<&StorageAccount>,
-    registry: Arc<Registry>,
-) -> Result<Plugins, StartError> {
+    vault: Option<Arc<dyn crate::secrets::SecretStore>>,
+) -> Result<(Arc<Registry>, Plugins), StartError> {
+    let runtime = Arc::new(Runtime::new(config.runtime())?);
+    let registry = Arc::new(Registry::new(runtime, &config.grants(vault)).await);
     let store = plugin_store(config, account).await?;
     let policy = &config.plugins.policy;
     tracing::info!(
@@ -440,7 +441,8 @@ async fn open_plugins(
         trusted_keys = policy.trust.keys.len(),
         "plugin store"
     );
-    Ok(Plugins::new(store, registry, policy.clone()))
+    let plugins = Plugins::new(store, registry.clone(), policy.clone());
+    Ok((registry, plugins))
 }
 
 /// The queue and the store: SQLite in the data directory, or Azure Storage when configured.

@@ -240,14 +240,23 @@ fn read_plugin(wasm: &Path, need_sig: bool) -> anyhow::Result<(String, PluginFil
     ))
 }
 
+/// The Azure storage account of the config, reached as `molten serve` reaches it.
+fn storage_account(config: &Config) -> anyhow::Result<Option<molten::azure::StorageAccount>> {
+    let http = molten::service::http_client()?;
+    let entra = molten::service::entra_credential(config, &http)?;
+    Ok(molten::service::storage_account(
+        config,
+        &http,
+        entra.as_ref(),
+    )?)
+}
+
 /// The plugin store `kind` (default: as `molten serve` uses it).
 async fn open_store(
     config: &Config,
     kind: Option<StoreKind>,
 ) -> anyhow::Result<Arc<dyn PluginStore>> {
-    let http = molten::service::http_client()?;
-    let entra = molten::service::entra_credential(config, &http)?;
-    let account = molten::service::storage_account(config, &http, entra.as_ref())?;
+    let account = storage_account(config)?;
     let mut config = config.clone();
     match kind {
         Some(StoreKind::Dir) => config.plugins.container = None,
@@ -385,9 +394,7 @@ async fn install(
 /// The skills as `molten serve` would load them: built-in ones and the plugin store's.
 async fn load(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let vault = crate::vault(&config.azure)?.map(|v| v as Arc<dyn molten::secrets::SecretStore>);
-    let http = molten::service::http_client()?;
-    let entra = molten::service::entra_credential(config, &http)?;
-    let account = molten::service::storage_account(config, &http, entra.as_ref())?;
+    let account = storage_account(config)?;
     Ok(molten::service::load_skills(config, account.as_ref(), vault).await?)
 }
 
