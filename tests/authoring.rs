@@ -104,10 +104,8 @@ async fn answers_in_chat(wasm: &Path, arguments: serde_json::Value, expected: &s
     let name = wasm.file_stem().unwrap().to_str().unwrap().to_owned();
     let fake = Fake::start().await;
     let molten = Molten::start(&config(&fake, ""), &[]).await;
-    let install = Command::new(env!("CARGO_BIN_EXE_molten"))
-        .arg("--data-dir")
-        .arg(&molten.data)
-        .args(["skill", "install"])
+    let install = molten
+        .cli(&["skill", "install"])
         .arg(wasm)
         .output()
         .unwrap();

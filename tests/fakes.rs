@@ -524,14 +524,25 @@ impl Molten {
         self.child.as_ref().expect("running").id()
     }
 
-    /// The skills `/admin/status` says are live.
-    pub async fn live_skills(&self) -> Vec<String> {
-        let status: Value = self
-            .get("/admin/status", Some(ADMIN_TOKEN))
+    /// What admin route `path` answers, with the admin token.
+    pub async fn admin(&self, path: &str) -> Value {
+        self.get(path, Some(ADMIN_TOKEN))
             .await
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `molten ARGS` on this instance's data directory (so with its config), not started.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_molten"));
+        command.arg("--data-dir").arg(&self.data).args(args);
+        command
+    }
+
+    /// The skills `/admin/status` says are live.
+    pub async fn live_skills(&self) -> Vec<String> {
+        let status = self.admin("/admin/status").await;
         serde_json::from_value(status["skills"].clone()).unwrap()
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fakes::{config, Fake, Molten, ADMIN_TOKEN, TELEGRAM_SECRET};
+use crate::fakes::{config, Fake, Molten, TELEGRAM_SECRET};
 use crate::support::{root, temp_dir};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,12 +194,7 @@ async fn every_refusal_is_json_and_counted() {
         assert!(error.contains(expected), "{status}: {error}");
         refusals.push(error);
     }
-    let status: Value = molten
-        .get("/admin/status", Some(ADMIN_TOKEN))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status = molten.admin("/admin/status").await;
     assert_eq!(status["counters"]["rejected"], 4, "{status} {refusals:?}");
 }
 

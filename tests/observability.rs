@@ -147,10 +147,8 @@ async fn the_global_daily_budget_stops_every_model_call_once_spent() {
 
 /// `molten admin ARGS` with the config of `molten` (found in its data directory).
 fn admin(molten: &Molten, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
-        .arg("--data-dir")
-        .arg(&molten.data)
-        .arg("admin")
+    molten
+        .cli(&["admin"])
         .args(args)
         .args(["--url", &molten.url])
         .output()
@@ -190,10 +188,8 @@ async fn molten_admin_prints_what_the_server_says() {
     assert_eq!(json["queue_depth"], 0);
 
     // A server that refuses says so.
-    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
-        .arg("--data-dir")
-        .arg(&molten.data)
-        .args(["admin", "status", "--url", &molten.url])
+    let wrong = molten
+        .cli(&["admin", "status", "--url", &molten.url])
         .env("MOLTEN_ADMIN_TOKEN", "wrong-token")
         .output()
         .unwrap();

@@ -338,12 +338,7 @@ async fn a_reply_that_cannot_be_sent_stays_queued_then_is_poisoned() {
     );
     assert_eq!(molten.queue_depth(), 0);
     // The operator sees it, and why.
-    let listed: Value = molten
-        .get("/admin/poison", Some(crate::fakes::ADMIN_TOKEN))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = molten.admin("/admin/poison").await;
     let entry = &listed["poisoned"][0];
     assert!(
         entry["reason"].as_str().unwrap().contains("2 deliveries"),

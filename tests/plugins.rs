@@ -17,7 +17,7 @@ use molten::skills::{
 };
 use serde_json::json;
 
-use crate::fakes::{config, llm_text, llm_tool, Fake, Molten, ADMIN_TOKEN};
+use crate::fakes::{config, llm_text, llm_tool, Fake, Molten};
 use crate::support::{built, root, temp_dir, Host};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -474,12 +474,7 @@ async fn plugins_dropped_into_the_directory_come_and_go_while_molten_serves() {
     std::fs::write(plugins.join("broken.wasm"), b"not wasm").unwrap();
     let started = Instant::now();
     let skills = loop {
-        let skills: serde_json::Value = molten
-            .get("/admin/skills", Some(ADMIN_TOKEN))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let skills = molten.admin("/admin/skills").await;
         if skills["refused"].as_array().is_some_and(|r| !r.is_empty()) {
             break skills;
         }

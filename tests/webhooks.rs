@@ -274,12 +274,7 @@ async fn health_ready_and_admin() {
         401
     );
     molten.telegram(7, 1, "queued").await;
-    let status: Value = molten
-        .get("/admin/status", Some(ADMIN_TOKEN))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status = molten.admin("/admin/status").await;
     assert_eq!(status["queue_depth"], 1, "{status}");
     assert_eq!(status["counters"]["accepted"], 1, "{status}");
     assert_eq!(
