@@ -525,13 +525,14 @@ async fn load_skill(
             descriptor.name, manifest.name
         )));
     }
-    let parameters = schema::check_describe(&descriptor.description, &descriptor.parameters)
-        .map_err(describe_error)?;
+    let (offered, parameters) =
+        schema::check_describe(&descriptor.description, &descriptor.parameters)
+            .map_err(describe_error)?;
     Ok(Skill {
         definition: ToolDefinition {
             name: descriptor.name,
             description: descriptor.description,
-            parameters: parameters.schema().clone(),
+            parameters: offered,
         },
         parameters,
         manifest,

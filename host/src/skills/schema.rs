@@ -10,27 +10,13 @@ pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 /// Longest parameter schema, in bytes of JSON.
 pub const MAX_PARAMETERS_BYTES: usize = 16 << 10;
 
-/// A skill's parameter schema: as offered to the model, and compiled for checking arguments.
+/// A skill's parameter schema, compiled for checking arguments.
 pub struct Parameters {
-    schema: Value,
     compiled: boon::Schemas,
     index: boon::SchemaIndex,
 }
 
-impl std::fmt::Debug for Parameters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parameters")
-            .field("schema", &self.schema)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Parameters {
-    /// The schema as `describe()` returned it.
-    pub fn schema(&self) -> &Value {
-        &self.schema
-    }
-
     /// Checks a call's JSON `arguments` against the schema; the error lists every mismatch by
     /// its place in the arguments, for the model to correct its call.
     pub fn check(&self, arguments: &str) -> Result<(), String> {
@@ -64,8 +50,9 @@ fn leaves(error: &boon::ValidationError, out: &mut Vec<String>) {
 }
 
 /// Checks `description` and `parameters` as `describe()` returned them and returns the
-/// compiled parameter schema; the error names the field and says what to change.
-pub fn check_describe(description: &str, parameters: &str) -> Result<Parameters, String> {
+/// parameter schema (as offered to the model) and its compiled form; the error names the field
+/// and says what to change.
+pub fn check_describe(description: &str, parameters: &str) -> Result<(Value, Parameters), String> {
     if description.trim().is_empty() {
         return Err(
             "returned an empty description; the LLM needs one to know when to call the skill"
@@ -104,11 +91,7 @@ pub fn check_describe(description: &str, parameters: &str) -> Result<Parameters,
         .map_err(invalid)?;
     let mut compiled = boon::Schemas::new();
     let index = compiler.compile(LOCATION, &mut compiled).map_err(invalid)?;
-    Ok(Parameters {
-        schema,
-        compiled,
-        index,
-    })
+    Ok((schema, Parameters { compiled, index }))
 }
 
 /// Where the schema is filed in its compiler (it has no address of its own).
@@ -130,8 +113,8 @@ mod tests {
     #[test]
     fn sizes_and_schemas_are_checked() {
         let schema = r#"{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}"#;
-        let parameters = check_describe("Adds.", schema).unwrap();
-        assert_eq!(parameters.schema()["required"][0], "n");
+        let (offered, parameters) = check_describe("Adds.", schema).unwrap();
+        assert_eq!(offered["required"][0], "n");
         parameters.check(r#"{"n": 3}"#).expect("valid arguments");
         let err = parameters.check(r#"{"n": "three"}"#).unwrap_err();
         assert!(
@@ -163,7 +146,9 @@ mod tests {
                 "not a valid JSON Schema",
             ),
         ] {
-            let err = check_describe(description, parameters).expect_err("refused");
+            let Err(err) = check_describe(description, parameters) else {
+                panic!("{parameters} accepted");
+            };
             assert!(err.contains(expected), "{parameters}: {err}");
         }
     }
