@@ -111,34 +111,26 @@ impl PluginStore for BlobStore {
         name: &str,
         version_listed: &str,
     ) -> Result<Option<PluginFiles>, PluginError> {
-        let mut files = PluginFiles::default();
+        let mut read = [None, None, None];
         let mut etags = BTreeMap::new();
-        for ext in EXTENSIONS {
-            let Some((bytes, etag)) = self.download(&format!("{name}.{ext}")).await? else {
-                continue;
-            };
-            etags.insert(ext, etag);
-            *match ext {
-                "wasm" => &mut files.component,
-                "sig" => &mut files.signature,
-                _ => &mut files.manifest,
-            } = Some(bytes);
+        for (slot, ext) in read.iter_mut().zip(EXTENSIONS) {
+            if let Some((bytes, etag)) = self.download(&format!("{name}.{ext}")).await? {
+                etags.insert(ext, etag);
+                *slot = Some(bytes);
+            }
         }
+        let files = PluginFiles::from_extensions(read);
         // A blob replaced or added since the listing: the set may be half old, half new.
         Ok((version(&etags) == version_listed).then_some(files))
     }
 
     async fn put(&self, name: &str, files: &PluginFiles) -> Result<(), PluginError> {
-        for (ext, bytes) in
-            EXTENSIONS
-                .iter()
-                .zip([&files.component, &files.signature, &files.manifest])
-        {
+        for (ext, bytes) in files.by_extension() {
             let blob = format!("{name}.{ext}");
             match bytes {
                 Some(bytes) => {
                     let content: RequestContent<azure_core::Bytes, _> =
-                        azure_core::Bytes::from(bytes.clone()).into();
+                        azure_core::Bytes::copy_from_slice(bytes).into();
                     self.container
                         .blob_client(&blob)
                         .upload(content, Some(BlockBlobClientUploadOptions::default()))

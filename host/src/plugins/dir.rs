@@ -124,11 +124,7 @@ impl PluginStore for DirStore {
     async fn read(&self, name: &str, version: &str) -> Result<Option<PluginFiles>, PluginError> {
         let [component, signature, manifest] =
             EXTENSIONS.map(|ext| Self::read_optional(&self.path(name, ext)));
-        let files = PluginFiles {
-            component: component?,
-            manifest: manifest?,
-            signature: signature?,
-        };
+        let files = PluginFiles::from_extensions([component?, signature?, manifest?]);
         // A file replaced while it was read: the set may be half old, half new.
         Ok((self.version(name) == version).then_some(files))
     }
@@ -136,11 +132,7 @@ impl PluginStore for DirStore {
     async fn put(&self, name: &str, files: &PluginFiles) -> Result<(), PluginError> {
         // The manifest last: a scan in between sees the old manifest with the new code, which
         // fails its signature or compiles as a new version of the same skill.
-        for (ext, bytes) in EXTENSIONS
-            .iter()
-            .zip([&files.component, &files.signature, &files.manifest])
-            .map(|(ext, b)| (*ext, b))
-        {
+        for (ext, bytes) in files.by_extension() {
             let path = self.path(name, ext);
             match bytes {
                 Some(bytes) => {

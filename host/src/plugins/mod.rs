@@ -57,6 +57,26 @@ pub struct PluginFiles {
     pub signature: Option<Vec<u8>>,
 }
 
+impl PluginFiles {
+    /// The files by extension, in [`EXTENSIONS`] order (the order they are written in).
+    pub fn by_extension(&self) -> [(&'static str, Option<&[u8]>); 3] {
+        [
+            (EXTENSIONS[0], self.component.as_deref()),
+            (EXTENSIONS[1], self.signature.as_deref()),
+            (EXTENSIONS[2], self.manifest.as_deref()),
+        ]
+    }
+
+    /// The set of the files read for each of [`EXTENSIONS`], in that order.
+    pub fn from_extensions([component, signature, manifest]: [Option<Vec<u8>>; 3]) -> Self {
+        Self {
+            component,
+            manifest,
+            signature,
+        }
+    }
+}
+
 /// Where plugins are kept: a directory or a blob container.
 #[async_trait::async_trait]
 pub trait PluginStore: Send + Sync {
