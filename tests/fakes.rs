@@ -175,6 +175,11 @@ impl Fake {
         self.state.platform.lock().unwrap().extend(answers);
     }
 
+    /// Forgets the platform answers not yet given (later requests get the default answer).
+    pub fn clear_platform(&self) {
+        self.state.platform.lock().unwrap().clear();
+    }
+
     /// Queues answers for the third-party APIs skills call (Tavily, Graph).
     pub fn script_api(&self, answers: impl IntoIterator<Item = Scripted>) {
         self.state.api.lock().unwrap().extend(answers);
@@ -607,6 +612,17 @@ impl Molten {
             request = request.header(*name, value);
         }
         request.send().await.expect("molten answers")
+    }
+
+    /// POSTs to an admin route with the admin token.
+    pub async fn post_admin(&self, path: &str) -> reqwest::Response {
+        molten::service::http_client()
+            .unwrap()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("molten answers")
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {

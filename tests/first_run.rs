@@ -240,10 +240,11 @@ async fn an_operator_can_accept_unauthenticated_telegram_webhooks_explicitly() {
     assert_eq!(accepted.status(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn with_log_format_json_every_line_is_a_json_object() {
+/// The JSON log lines of molten (with `extra` config) answering one message with a skill call,
+/// and the line of that call.
+async fn json_log_of_a_turn(extra: &str) -> (Vec<Value>, Value) {
     let fake = Fake::start().await;
-    let molten = Molten::start(&config(&fake, ""), &["--log-format", "json"]).await;
+    let molten = Molten::start(&config(&fake, extra), &["--log-format", "json"]).await;
     fake.script_llm([
         crate::fakes::llm_tool(
             "j1",
@@ -261,17 +262,48 @@ async fn with_log_format_json_every_line_is_a_json_object() {
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    let call = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "skill call")
+        .expect("the skill call is logged")
+        .clone();
+    (lines, call)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_log_format_json_every_line_is_a_json_object() {
+    let (lines, call) = json_log_of_a_turn("").await;
     assert!(lines.iter().any(|l| l["fields"]["message"]
         .as_str()
         .is_some_and(|m| m.contains(" listening on http://"))));
     assert!(lines.iter().all(|l| l["level"].is_string()));
     // A line logged during the turn names the message, the channel and the user.
-    let call = lines
-        .iter()
-        .find(|l| l["fields"]["message"] == "skill call")
-        .expect("the skill call is logged");
     assert_eq!(call["span"]["name"], "turn", "{call}");
     assert_eq!(call["span"]["message"], "1");
     assert_eq!(call["span"]["channel"], "telegram");
     assert_eq!(call["span"]["user"], "telegram:2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_hash_user_ids_log_lines_name_a_keyed_hash_of_the_user() {
+    let (lines, call) =
+        json_log_of_a_turn("[privacy]\nhash_user_ids = true\nsalt = \"pepper\"\n").await;
+    let user = call["span"]["user"].as_str().unwrap().to_owned();
+    assert!(
+        user.len() == 18
+            && user.starts_with("u-")
+            && user[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{call}"
+    );
+    // The same user is the same hash on every line; the id itself is on none.
+    for line in &lines {
+        let text = line.to_string();
+        assert!(!text.contains("telegram:2\""), "{text}");
+        if let Some(u) = line["span"]["user"].as_str() {
+            assert_eq!(u, user);
+        }
+    }
+    // Another key, another hash: the hash cannot be recomputed without the salt.
+    let (_, other) = json_log_of_a_turn("[privacy]\nhash_user_ids = true\nsalt = \"salt\"\n").await;
+    assert_ne!(other["span"]["user"].as_str().unwrap(), user);
 }

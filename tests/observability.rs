@@ -196,3 +196,175 @@ async fn molten_admin_prints_what_the_server_says() {
     assert!(!wrong.status.success());
     assert!(out(&wrong).contains("401"), "{}", out(&wrong));
 }
+
+/// The tool names offered in the model request `request`.
+fn offered(request: &crate::fakes::Recorded) -> Vec<String> {
+    request.body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_read_usage_and_switch_a_skill_off_and_on() {
+    let fake = Fake::start().await;
+    let mut molten = Molten::start(&config(&fake, ""), &[]).await;
+    fake.script_llm([
+        llm_tool(
+            "u1",
+            "text_editor",
+            json!({"command": "create", "path": "/tmp/u.txt", "file_text": "u"}),
+        ),
+        llm_text("Saved."),
+        llm_text("Hi."),
+    ]);
+    molten.telegram(1, 7, "save u").await;
+    replies_to(&fake, 1).await;
+    molten.telegram(2, 8, "hi").await;
+    replies_to(&fake, 2).await;
+
+    // Usage is recorded once the turn is answered.
+    let mut usage = json!({});
+    for _ in 0..100 {
+        usage = molten.admin("/admin/usage").await;
+        if usage["total"]["messages"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let today = molten::usage::day_string(molten::usage::today());
+    assert_eq!(usage["until"], today.as_str(), "{usage}");
+    assert_eq!(usage["days"][0]["day"], today.as_str(), "{usage}");
+    assert_eq!(usage["days"][0]["messages"], 2);
+    // 150 + 100 prompt and 30 + 20 completion tokens; 0.12 + 0.08 USD.
+    assert_eq!(usage["total"]["prompt_tokens"], 250);
+    assert_eq!(usage["total"]["completion_tokens"], 50);
+    assert!((usage["total"]["cost_usd"].as_f64().unwrap() - 0.2).abs() < 1e-9);
+    assert_eq!(
+        usage["users"][0]["user"], "telegram:7",
+        "the top user by cost first"
+    );
+    assert_eq!(usage["users"][1]["user"], "telegram:8");
+    assert_eq!(usage["skills"][0]["skill"], "text_editor");
+    assert_eq!(usage["skills"][0]["calls"], 1);
+    assert_eq!(usage["skills"][0]["success_rate"], 1.0);
+    let one = molten.admin("/admin/usage?user=telegram:8").await;
+    assert_eq!(one["total"]["messages"], 1, "{one}");
+    assert_eq!(one["skills"], json!([]), "{one}");
+    let bad = molten
+        .get("/admin/usage?since=last-week", Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(bad.status(), 400);
+    let error: serde_json::Value = bad.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("YYYY-MM-DD"),
+        "{error}"
+    );
+
+    // The CLI says the same.
+    let cli: serde_json::Value =
+        serde_json::from_slice(&admin(&molten, &["usage", "--json"]).stdout).unwrap();
+    assert_eq!(cli, usage);
+    let text = String::from_utf8(admin(&molten, &["usage", "--since", &today]).stdout).unwrap();
+    assert!(
+        text.contains(&format!("usage {today} to {today}"))
+            && text.contains("telegram:7")
+            && text
+                .lines()
+                .any(|l| l.starts_with("text_editor") && l.contains("100%")),
+        "{text}"
+    );
+    let skills = molten.admin("/admin/skills").await;
+    let editor = skills["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "text_editor")
+        .unwrap();
+    assert_eq!(editor["last_7_days"]["calls"], 1, "{editor}");
+
+    // Switched off: not offered, and it stays off across a restart.
+    let off = molten.post_admin("/admin/skills/text_editor/disable").await;
+    assert_eq!(off.status(), 200);
+    assert!(!molten
+        .live_skills()
+        .await
+        .contains(&"text_editor".to_owned()));
+    fake.script_llm([llm_text("No editor.")]);
+    molten.telegram(3, 7, "again").await;
+    assert_eq!(replies_to(&fake, 3).await[2], "No editor.");
+    let last = fake.llm_requests().last().cloned().unwrap();
+    assert!(
+        !offered(&last).contains(&"text_editor".to_owned()),
+        "{:?}",
+        offered(&last)
+    );
+    assert!(offered(&last).contains(&"web_search".to_owned()));
+    let unknown = molten.post_admin("/admin/skills/no_such/disable").await;
+    assert_eq!(unknown.status(), 404);
+    molten.restart().await;
+    assert!(!molten
+        .live_skills()
+        .await
+        .contains(&"text_editor".to_owned()));
+    let skills = String::from_utf8(admin(&molten, &["skills"]).stdout).unwrap();
+    assert!(
+        skills.contains("molten admin skills enable text_editor"),
+        "{skills}"
+    );
+    let on = admin(&molten, &["skills", "enable", "text_editor"]);
+    assert!(on.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&on.stdout),
+        "skill text_editor is enabled\n"
+    );
+    assert!(molten
+        .live_skills()
+        .await
+        .contains(&"text_editor".to_owned()));
+
+    let metrics = molten
+        .get("/metrics", Some(ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "molten_queue_oldest_message_seconds 0.0",
+        "molten_global_daily_budget_used_ratio 0.0",
+        "# TYPE molten_skill_fuel_used counter",
+    ] {
+        assert!(metrics.contains(expected), "{expected}\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skill_calls_count_their_fuel() {
+    let fake = Fake::start().await;
+    let molten = Molten::start(&config(&fake, ""), &[]).await;
+    fake.script_llm([
+        llm_tool(
+            "f1",
+            "text_editor",
+            json!({"command": "create", "path": "/tmp/f.txt", "file_text": "f"}),
+        ),
+        llm_text("Saved."),
+    ]);
+    molten.telegram(1, 9, "save f").await;
+    replies_to(&fake, 1).await;
+    let metrics = molten
+        .get("/metrics", Some(ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let fuel: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"molten_skill_fuel_used_total{skill="text_editor"} "#))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(fuel > 1000, "a call burns fuel: {fuel}");
+}

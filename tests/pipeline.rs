@@ -351,6 +351,52 @@ async fn a_reply_that_cannot_be_sent_stays_queued_then_is_poisoned() {
         apologies.last().unwrap().body["text"],
         molten::worker::POISON_APOLOGY
     );
+
+    // Telegram takes messages again: the operator sends it back, and it is answered, once,
+    // although its first attempt was marked answered (by the apology).
+    fake.clear_platform();
+    let id = entry["id"].as_str().unwrap().to_owned();
+    let sent_before = fake.requests("/sendMessage").len();
+    let retry = molten
+        .cli(&["admin", "poison", "retry", &id, "--url", &molten.url])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&retry.stdout);
+    assert!(
+        retry.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "message {id} is back in the queue (answered as telegram:2#retry1)"
+        )),
+        "{said}"
+    );
+    let sent = fake.wait_for("/sendMessage", sent_before + 1, WAIT).await;
+    assert_eq!(sent[sent_before].body["chat_id"], 5);
+    assert_eq!(sent[sent_before].body["text"], "default answer");
+    settle().await;
+    assert_eq!(
+        fake.requests("/sendMessage").len(),
+        sent_before + 1,
+        "answered once"
+    );
+    assert!(molten.poisoned().is_empty());
+    assert_eq!(molten.queue_depth(), 0);
+    // Nothing left to retry under that id.
+    let again = molten
+        .post_admin(&format!("/admin/poison/{id}/retry"))
+        .await;
+    assert_eq!(again.status(), 404);
+    let error: serde_json::Value = again.json().await.unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("GET /admin/poison lists them"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -538,6 +538,16 @@ async fn plugins_dropped_into_the_directory_come_and_go_while_molten_serves() {
         "{log}"
     );
     assert!(log.contains(&signature::digest(&probe_wasm('B'))), "{log}");
+    let metrics = molten
+        .get("/metrics", Some(crate::fakes::ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for result in ["loaded", "replaced", "refused", "removed"] {
+        let line = format!("molten_plugin_loads_total{{result=\"{result}\"}} 1");
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
 }
 
 /// `molten skill` with the config `config` in data directory `data`.

@@ -66,6 +66,7 @@ contract!(
     an_expired_lease_redelivers_and_the_old_receipt_is_void,
     renewal_keeps_a_message_leased,
     poisoned_messages_leave_the_queue_and_are_kept,
+    a_poisoned_message_can_be_sent_back_once,
     messages_survive_reopening_and_unfinished_leases_come_back,
     competing_workers_each_get_every_message_exactly_once,
     enqueue_once_drops_resends_even_after_the_message_left,
@@ -155,6 +156,33 @@ async fn poisoned_messages_leave_the_queue_and_are_kept(backend: Backend) {
         queue.poison(&leased, "again").await,
         Err(QueueError::LeaseLost { .. })
     ));
+}
+
+async fn a_poisoned_message_can_be_sent_back_once(backend: Backend) {
+    let queue = backend.open().await;
+    assert_eq!(queue.oldest().await.unwrap(), None);
+    let id = queue.enqueue("first try").await.unwrap();
+    let other = queue.enqueue("other").await.unwrap();
+    let age = queue.oldest().await.unwrap().expect("a message waits");
+    assert!(age < Duration::from_secs(60), "{age:?}");
+    for _ in 0..2 {
+        let leased = queue.lease(LONG).await.unwrap().unwrap();
+        queue.poison(&leased, "failed").await.unwrap();
+    }
+    assert_eq!(queue.poisoned().await.unwrap().len(), 2);
+    assert!(queue.requeue(&id, "second try").await.unwrap());
+    assert!(!queue.requeue(&id, "third try").await.unwrap(), "only once");
+    assert!(!queue.requeue("no-such-id", "x").await.unwrap());
+    let left = queue.poisoned().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].id, other, "the other poisoned message stays");
+    let leased = queue.lease(LONG).await.unwrap().unwrap();
+    assert_eq!(
+        (leased.body.as_str(), leased.dequeue_count),
+        ("second try", 1)
+    );
+    queue.delete(&leased.receipt).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0);
 }
 
 async fn messages_survive_reopening_and_unfinished_leases_come_back(backend: Backend) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use molten::store::{
     AzureStore, Claim, SessionMessage, SkillCallRecord, SqliteStore, Store, UsageRecord,
 };
+use molten::usage;
 use tempfile::TempDir;
 
 use crate::azurite::{azurite, unique};
@@ -60,6 +61,8 @@ contract!(
     concurrent_copies_claim_a_message_once,
     usage_and_skill_log_add_up,
     concurrent_adds_to_a_counter_are_exact,
+    concurrent_usage_adds_up_exactly,
+    skills_switched_off_are_shared,
 );
 
 fn msg(role: &str, content: &str) -> SessionMessage {
@@ -267,11 +270,82 @@ async fn usage_and_skill_log_add_up(backend: Backend) {
             .await
             .unwrap();
     }
-    let totals = store.totals().await.unwrap();
-    assert_eq!(totals.messages, 2);
-    assert_eq!((totals.prompt_tokens, totals.completion_tokens), (150, 25));
-    assert!((totals.cost_usd - 0.012).abs() < 1e-12);
-    assert_eq!((totals.skill_calls, totals.skill_failures), (3, 1));
+    let today = usage::today();
+    let rows = store.rollups(today - 1, today).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "one row for the user's messages, one for the skill: {rows:?}"
+    );
+    assert!(store
+        .rollups(today - 30, today - 1)
+        .await
+        .unwrap()
+        .is_empty());
+    let report = usage::report(
+        &rows,
+        &usage::Query {
+            user: None,
+            skill: None,
+            since: today,
+            until: today,
+        },
+    );
+    assert_eq!(report.total.messages, 2);
+    assert_eq!(
+        (report.total.prompt_tokens, report.total.completion_tokens),
+        (150, 25)
+    );
+    assert!((report.total.cost_usd - 0.012).abs() < 1e-12);
+    assert_eq!((report.skill_calls, report.skill_failures), (3, 1));
+    assert_eq!(report.users[0].user, "telegram:1");
+    assert_eq!(report.skills[0].skill, "text_editor");
+    assert_eq!(report.skills[0].p95_ms, 3);
+}
+
+/// Running totals are read, added to and written back: two replicas adding at once must not
+/// lose either's addition.
+async fn concurrent_usage_adds_up_exactly(backend: Backend) {
+    let store = backend.open().await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_usage(&UsageRecord {
+                        user: "slack:U1".into(),
+                        model: "m".into(),
+                        llm_calls: 1,
+                        prompt_tokens: 10,
+                        completion_tokens: i,
+                        cost_usd: 0.5,
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let today = usage::today();
+    let rows = store.rollups(today, today).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let totals = &rows[0].totals;
+    assert_eq!((totals.messages, totals.prompt_tokens), (8, 80));
+    assert_eq!(totals.completion_tokens, (0..8).sum::<u64>());
+    assert!((totals.cost_usd - 4.0).abs() < 1e-12);
+}
+
+async fn skills_switched_off_are_shared(backend: Backend) {
+    let (one, two) = (backend.open().await, backend.open().await);
+    assert!(one.switched_off().await.unwrap().is_empty());
+    one.switch_skill("bash", true).await.unwrap();
+    one.switch_skill("web_search", true).await.unwrap();
+    one.switch_skill("bash", true).await.unwrap();
+    assert_eq!(two.switched_off().await.unwrap(), ["bash", "web_search"]);
+    two.switch_skill("bash", false).await.unwrap();
+    two.switch_skill("never_off", false).await.unwrap();
+    assert_eq!(one.switched_off().await.unwrap(), ["web_search"]);
 }
 
 #[tokio::test]
@@ -297,4 +371,42 @@ async fn reply_marks_from_before_claims_still_count() {
     // Opening again does not migrate twice.
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.claim("telegram:2", "m3").await.unwrap(), Claim::Taken);
+}
+
+#[tokio::test]
+async fn usage_logged_before_running_totals_is_added_up_once() {
+    let dir = temp_dir();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        // What an earlier molten left: logs, no running totals.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE usage_daily;
+             INSERT INTO usage (at_ms, user, model, llm_calls, prompt_tokens, completion_tokens,
+                                cost_usd)
+             VALUES (86400000, 'telegram:1', 'm', 1, 10, 2, 0.25),
+                    (86400001, 'telegram:1', 'm', 1, 5, 1, 0.25);
+             INSERT INTO skill_log (at_ms, user, session, skill, parameters, success, error,
+                                    duration_ms)
+             VALUES (86400002, 'telegram:1', 's', 'bash', '{}', 0, 'error: x', 7);",
+        )
+        .unwrap();
+    }
+    for _ in 0..2 {
+        let store = SqliteStore::open(&path).unwrap();
+        let rows = store.rollups(0, 5).await.unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let report = usage::report(
+            &rows,
+            &usage::Query {
+                user: None,
+                skill: None,
+                since: 1,
+                until: 1,
+            },
+        );
+        assert_eq!((report.total.messages, report.total.prompt_tokens), (2, 15));
+        assert_eq!((report.skill_calls, report.skill_failures), (1, 1));
+    }
 }

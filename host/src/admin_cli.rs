@@ -13,41 +13,182 @@ use serde_json::Value;
 pub(crate) enum AdminCommand {
     /// Version, uptime, queue depth, counters, token and cost totals.
     Status(AdminArgs),
-    /// Each live skill with its effective grant, and the disabled and refused ones.
-    Skills(AdminArgs),
-    /// Messages that never got an answer.
-    Poison(AdminArgs),
+    /// Tokens and cost per day and per user, and executions per skill.
+    Usage {
+        #[command(flatten)]
+        args: AdminArgs,
+        /// Only this user (channel:id, e.g. telegram:42).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this skill (in the per-skill figures).
+        #[arg(long)]
+        skill: Option<String>,
+        /// The first day, YYYY-MM-DD [default: 29 days before --until].
+        #[arg(long)]
+        since: Option<String>,
+        /// The last day, YYYY-MM-DD [default: today, UTC].
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Each live skill with its effective grant and figures; or switch one off or on.
+    Skills {
+        #[command(flatten)]
+        args: AdminArgs,
+        #[command(subcommand)]
+        action: Option<SkillsAction>,
+    },
+    /// Messages that never got an answer; or send one back to the queue.
+    Poison {
+        #[command(flatten)]
+        args: AdminArgs,
+        #[command(subcommand)]
+        action: Option<PoisonAction>,
+    },
+}
+
+/// `molten admin skills ...`.
+#[derive(Subcommand)]
+pub(crate) enum SkillsAction {
+    /// Stop offering skill NAME to the model, on every replica, until enabled again.
+    Disable {
+        /// The skill.
+        name: String,
+    },
+    /// Offer skill NAME again.
+    Enable {
+        /// The skill.
+        name: String,
+    },
+}
+
+/// `molten admin poison ...`.
+#[derive(Subcommand)]
+pub(crate) enum PoisonAction {
+    /// Send poisoned message ID back to the queue, to be answered afresh.
+    Retry {
+        /// Its id, as `molten admin poison` lists it.
+        id: String,
+    },
 }
 
 /// Where the server is, and how to print.
 #[derive(clap::Args)]
 pub(crate) struct AdminArgs {
     /// The server [default: http:// + server.listen of the config]
-    #[arg(long)]
+    #[arg(long, global = true)]
     url: Option<String>,
+    /// The bearer token, e.g. an Entra ID token from
+    /// `az account get-access-token --resource <[admin] audience>` [default: server.admin_token]
+    #[arg(
+        long,
+        global = true,
+        env = "MOLTEN_ADMIN_BEARER",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Print the server's JSON as it is.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
+}
+
+/// One request to the admin API and how its answer reads.
+struct Request {
+    post: bool,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    text: fn(&Value) -> String,
+}
+
+impl AdminCommand {
+    fn request(&self) -> (Request, &AdminArgs) {
+        let get = |path: &str, text| Request {
+            post: false,
+            path: path.to_owned(),
+            query: Vec::new(),
+            text,
+        };
+        let post = |path: String| Request {
+            post: true,
+            path,
+            query: Vec::new(),
+            text: done_text,
+        };
+        match self {
+            AdminCommand::Status(args) => (get("/admin/status", status_text), args),
+            AdminCommand::Usage {
+                args,
+                user,
+                skill,
+                since,
+                until,
+            } => {
+                let mut request = get("/admin/usage", usage_text);
+                for (name, value) in [
+                    ("user", user),
+                    ("skill", skill),
+                    ("since", since),
+                    ("until", until),
+                ] {
+                    if let Some(value) = value {
+                        request.query.push((name, value.clone()));
+                    }
+                }
+                (request, args)
+            }
+            AdminCommand::Skills { args, action } => match action {
+                None => (get("/admin/skills", skills_text), args),
+                Some(SkillsAction::Disable { name }) => (
+                    post(format!("/admin/skills/{}/disable", encode(name))),
+                    args,
+                ),
+                Some(SkillsAction::Enable { name }) => {
+                    (post(format!("/admin/skills/{}/enable", encode(name))), args)
+                }
+            },
+            AdminCommand::Poison { args, action } => match action {
+                None => (get("/admin/poison", poison_text), args),
+                Some(PoisonAction::Retry { id }) => {
+                    (post(format!("/admin/poison/{}/retry", encode(id))), args)
+                }
+            },
+        }
+    }
+}
+
+/// A path segment, percent-encoded.
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// Runs an admin command against the server the config describes.
 pub(crate) async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<ExitCode> {
-    let (path, args) = match &command {
-        AdminCommand::Status(args) => ("/admin/status", args),
-        AdminCommand::Skills(args) => ("/admin/skills", args),
-        AdminCommand::Poison(args) => ("/admin/poison", args),
+    let (request, args) = command.request();
+    let token = match (&args.token, &config.server.admin_token) {
+        (Some(token), _) => token.clone(),
+        (None, Some(token)) => token.expose().to_owned(),
+        (None, None) => anyhow::bail!(
+            "no admin token: set server.admin_token in the config (or MOLTEN_ADMIN_TOKEN), or pass --token (an Entra ID token when [admin] is set)"
+        ),
     };
-    let token = config.server.admin_token.as_ref().context(
-        "server.admin_token is not set in the config (or MOLTEN_ADMIN_TOKEN): the admin routes need it",
-    )?;
     let base = args
         .url
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.server.listen));
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let response = molten::service::http_client()?
-        .get(&url)
-        .bearer_auth(token.expose())
+    let mut url = url::Url::parse(&format!("{}{}", base.trim_end_matches('/'), request.path))
+        .with_context(|| format!("--url {base} is not a URL; write it as http://host:port"))?;
+    if !request.query.is_empty() {
+        url.query_pairs_mut().extend_pairs(&request.query);
+    }
+    let client = molten::service::http_client()?;
+    let builder = if request.post {
+        client.post(url.clone())
+    } else {
+        client.get(url.clone())
+    };
+    let response = builder
+        .bearer_auth(token)
         .send()
         .await
         .with_context(|| format!("cannot reach {url}; is molten serve running there?"))?;
@@ -64,16 +205,9 @@ pub(crate) async fn run(config: &Config, command: AdminCommand) -> anyhow::Resul
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        print!("{}", (request.text)(&body));
     }
-    print!(
-        "{}",
-        match command {
-            AdminCommand::Status(_) => status_text(&body),
-            AdminCommand::Skills(_) => skills_text(&body),
-            AdminCommand::Poison(_) => poison_text(&body),
-        }
-    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -142,9 +276,26 @@ fn skills_text(body: &Value) -> String {
                 "none".to_owned()
             },
         ));
+        let week = &skill["last_7_days"];
+        if week["calls"].as_u64().unwrap_or(0) > 0 {
+            out.push_str(&format!(
+                "  last 7 days: {} calls, {} failed, average {:.0} ms, p95 {} ms\n",
+                plain(&week["calls"]),
+                plain(&week["failures"]),
+                week["average_ms"].as_f64().unwrap_or(0.0),
+                plain(&week["p95_ms"]),
+            ));
+        }
     }
     for name in body["disabled"].as_array().into_iter().flatten() {
-        out.push_str(&format!("{:<20} disabled\n", plain(name)));
+        out.push_str(&format!("{:<20} disabled (config)\n", plain(name)));
+    }
+    for name in body["switched_off"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<20} disabled (molten admin skills enable {} turns it on)\n",
+            plain(name),
+            plain(name)
+        ));
     }
     for reason in body["refused"].as_array().into_iter().flatten() {
         out.push_str(&format!("refused: {}\n", plain(reason)));
@@ -168,4 +319,73 @@ fn poison_text(body: &Value) -> String {
             )
         })
         .collect()
+}
+
+/// What a POST did, in a sentence.
+fn done_text(body: &Value) -> String {
+    if let Some(id) = body["requeued"].as_str() {
+        return format!(
+            "message {id} is back in the queue (answered as {})\n",
+            plain(&body["key"])
+        );
+    }
+    format!(
+        "skill {} is {}\n",
+        plain(&body["skill"]),
+        if body["enabled"] == Value::Bool(true) {
+            "enabled"
+        } else {
+            "disabled on every replica"
+        }
+    )
+}
+
+fn spend(line: &Value) -> String {
+    format!(
+        "{:>8} {:>12} {:>12} {:>10.4}",
+        plain(&line["messages"]),
+        plain(&line["prompt_tokens"]),
+        plain(&line["completion_tokens"]),
+        line["cost_usd"].as_f64().unwrap_or(0.0)
+    )
+}
+
+fn usage_text(body: &Value) -> String {
+    let mut out = format!(
+        "usage {} to {}{}\n\n",
+        plain(&body["since"]),
+        plain(&body["until"]),
+        body["user"]
+            .as_str()
+            .map_or_else(String::new, |u| format!(", user {u}"))
+    );
+    let header = format!(
+        "{:>8} {:>12} {:>12} {:>10}",
+        "messages", "prompt", "completion", "USD"
+    );
+    out.push_str(&format!("{:<24} {header}\n", "day"));
+    for day in body["days"].as_array().into_iter().flatten() {
+        out.push_str(&format!("{:<24} {}\n", plain(&day["day"]), spend(day)));
+    }
+    out.push_str(&format!("{:<24} {}\n\n", "total", spend(&body["total"])));
+    out.push_str(&format!("{:<24} {header}\n", "top users by cost"));
+    for user in body["users"].as_array().into_iter().flatten() {
+        out.push_str(&format!("{:<24} {}\n", plain(&user["user"]), spend(user)));
+    }
+    out.push_str(&format!(
+        "\n{:<24} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
+        "skill", "calls", "failed", "success", "avg ms", "p95 ms"
+    ));
+    for skill in body["skills"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<24} {:>8} {:>8} {:>7.0}% {:>10.1} {:>8}\n",
+            plain(&skill["skill"]),
+            plain(&skill["calls"]),
+            plain(&skill["failures"]),
+            skill["success_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            skill["average_ms"].as_f64().unwrap_or(0.0),
+            plain(&skill["p95_ms"]),
+        ));
+    }
+    out
 }

@@ -17,6 +17,14 @@ pub struct Envelope {
     pub message_id: String,
     /// What the user wrote.
     pub text: String,
+    /// How often an operator sent it back from the poison queue (`POST
+    /// /admin/poison/{id}/retry`): each retry is answered afresh, once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The platform-specific address of a reply.
@@ -63,7 +71,11 @@ impl ReplyTo {
 impl Envelope {
     /// Identifies this message across redeliveries and platform retries.
     pub fn dedupe_key(&self) -> String {
-        format!("{}:{}", self.reply_to.channel(), self.message_id)
+        let key = format!("{}:{}", self.reply_to.channel(), self.message_id);
+        match self.retry {
+            0 => key,
+            n => format!("{key}#retry{n}"),
+        }
     }
 
     /// Identifies the conversation for session history.
@@ -92,6 +104,7 @@ mod tests {
             user: "U1".into(),
             message_id: "1.2".into(),
             text: "hi".into(),
+            retry: 0,
         };
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""platform":"slack""#), "{json}");

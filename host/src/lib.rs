@@ -26,4 +26,5 @@ pub mod secrets;
 pub mod service;
 pub mod skills;
 pub mod store;
+pub mod usage;
 pub mod worker;

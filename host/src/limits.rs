@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::config::LimitsConfig;
 use crate::store::{Store, StoreError};
 
@@ -30,6 +32,8 @@ pub struct Limits {
     store: Arc<dyn Store>,
     /// The day (since the epoch) whose 80% warning was logged.
     warned_day: AtomicU64,
+    /// Share of the global daily cap spent, for `/metrics`.
+    budget_used: Gauge<f64, AtomicU64>,
 }
 
 fn now_secs() -> u64 {
@@ -49,12 +53,18 @@ fn until_tomorrow(now: u64) -> String {
 }
 
 impl Limits {
-    /// Limits `config` kept in `store`.
-    pub fn new(config: LimitsConfig, store: Arc<dyn Store>) -> Self {
+    /// Limits `config` kept in `store`; the share of the global daily cap spent goes to
+    /// `budget_used`.
+    pub fn new(
+        config: LimitsConfig,
+        store: Arc<dyn Store>,
+        budget_used: Gauge<f64, AtomicU64>,
+    ) -> Self {
         Self {
             config,
             store,
             warned_day: AtomicU64::new(u64::MAX),
+            budget_used,
         }
     }
 
@@ -121,6 +131,7 @@ impl Limits {
         }
         if let Some(cap) = c.global_daily_usd {
             let spent = self.add(&keys.usd_all, 0.0, 2 * DAY).await?;
+            self.budget_used.set(spent / cap);
             if spent >= cap {
                 tracing::warn!(spent, cap, "the global daily budget (limits.global_daily_usd) is used up; messages get the budget reply until 00:00 UTC");
                 return refuse(format!(
@@ -150,7 +161,10 @@ impl Limits {
             (c.global_daily_usd.is_some(), &keys.usd_all, usd),
         ] {
             if limited && amount > 0.0 {
-                self.add(key, amount, 2 * DAY).await?;
+                let total = self.add(key, amount, 2 * DAY).await?;
+                if let (true, Some(cap)) = (key == &keys.usd_all, c.global_daily_usd) {
+                    self.budget_used.set(total / cap);
+                }
             }
         }
         Ok(())

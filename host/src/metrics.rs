@@ -2,6 +2,8 @@
 //! the Prometheus text format (requests by route and status, turns, model latency, tokens and
 //! cost, skill calls and durations). Depends on nothing else in molten.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,6 +53,13 @@ pub struct SkillName {
     pub skill: String,
 }
 
+/// Plugin store events by result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLoad {
+    /// `loaded`, `replaced`, `refused` or `removed`.
+    pub result: &'static str,
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms to about 65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -93,6 +102,10 @@ pub struct Metrics {
     pub skill_seconds: Family<SkillName, Histogram>,
     /// Messages waiting in the queue, sampled when scraped.
     pub queue_depth: Gauge,
+    /// Age of the oldest waiting message in seconds, sampled when scraped.
+    pub queue_oldest_seconds: Gauge<f64, AtomicU64>,
+    /// Share of `[limits] global_daily_usd` spent today (0 without that cap).
+    pub budget_used: Gauge<f64, AtomicU64>,
     registry: Registry,
 }
 
@@ -116,6 +129,8 @@ impl Default for Metrics {
             skill_calls: Family::default(),
             skill_seconds: Family::new_with_constructor(seconds_histogram),
             queue_depth: Gauge::default(),
+            queue_oldest_seconds: Gauge::default(),
+            budget_used: Gauge::default(),
             registry: Registry::with_prefix("molten"),
         };
         metrics.register()
@@ -206,7 +221,35 @@ impl Metrics {
             "Messages waiting in the queue",
             self.queue_depth.clone(),
         );
+        r.register(
+            "queue_oldest_message_seconds",
+            "How long the oldest waiting message has waited",
+            self.queue_oldest_seconds.clone(),
+        );
+        r.register(
+            "global_daily_budget_used_ratio",
+            "Share of limits.global_daily_usd spent today (a warning is logged at 0.8)",
+            self.budget_used.clone(),
+        );
         self
+    }
+
+    /// Exports the meters the skill runtime and the plugin store keep themselves.
+    pub fn watch_skills(
+        &mut self,
+        fuel_used: Family<SkillName, Counter>,
+        plugin_loads: Family<PluginLoad, Counter>,
+    ) {
+        self.registry.register(
+            "skill_fuel_used",
+            "Wasm fuel used by skill calls, by skill",
+            fuel_used,
+        );
+        self.registry.register(
+            "plugin_loads",
+            "Plugin store events by result (loaded, replaced, refused, removed)",
+            plugin_loads,
+        );
     }
 
     /// Adds one to `counter`.

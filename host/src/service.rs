@@ -2,6 +2,7 @@
 //! [`Config`], and runs them as `molten serve` or `molten chat`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
@@ -85,6 +86,31 @@ pub struct Service {
     pub plugins: Arc<Plugins>,
 }
 
+/// Switches the skills off (and on) as the store says (`POST /admin/skills/{name}/disable`
+/// writes it there), so that every replica follows within `every`.
+async fn follow_switches(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => apply_switches(&state).await,
+            _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => return,
+        }
+    }
+}
+
+/// Reads the skills switched off from the store and applies them to the registry.
+pub async fn apply_switches(state: &AppState) {
+    match state.store.switched_off().await {
+        Ok(names) => {
+            let names = names.into_iter().collect();
+            for name in state.registry.switch_off(&names) {
+                let off = names.contains(&name);
+                tracing::info!(skill = %name, "skill switched {}", if off { "off" } else { "on" });
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read the skills switched off; trying again"),
+    }
+}
+
 /// An HTTP client for platforms and the model, with TLS from rustls and the system's roots.
 pub fn http_client() -> Result<reqwest::Client, StartError> {
     crate::net::client_builder()
@@ -111,7 +137,12 @@ impl Service {
         let mut secrets = config.secret_values();
         secrets.extend(registry.secret_values());
         let redactor = Arc::new(Redactor::new(&secrets));
-        let metrics = Arc::new(Metrics::default());
+        let mut metrics = Metrics::default();
+        metrics.watch_skills(
+            registry.runtime().fuel_used().clone(),
+            plugins.loads().clone(),
+        );
+        let metrics = Arc::new(metrics);
         let agent = config.llm.clone().map(|llm| {
             let limits = AgentLimits {
                 max_tokens: llm.max_tokens,
@@ -146,10 +177,13 @@ impl Service {
             config: config.worker.clone(),
             agent_config: config.agent.clone(),
             metrics: metrics.clone(),
-            limits: config
-                .limits
-                .any()
-                .then(|| Arc::new(Limits::new(config.limits.clone(), store.clone()))),
+            limits: config.limits.any().then(|| {
+                Arc::new(Limits::new(
+                    config.limits.clone(),
+                    store.clone(),
+                    metrics.budget_used.clone(),
+                ))
+            }),
             wake: wake.clone(),
         });
         let state = AppState::new(queue, store, registry, config.clone(), metrics, wake, http)?;
@@ -216,8 +250,14 @@ impl Service {
         for error in self.state.registry.errors() {
             tracing::error!(%error, "skill not loaded");
         }
+        apply_switches(&self.state).await;
         report(Startup::Ready(self.banner(role, addr)));
         tokio::spawn(self.plugins.clone().run(shutdown.clone()));
+        tokio::spawn(follow_switches(
+            self.state.clone(),
+            self.config.plugins.policy.poll,
+            shutdown.clone(),
+        ));
         let worker = (role != Role::Ingress).then(|| {
             let shutdown = shutdown.clone();
             tokio::spawn(self.worker.clone().run(shutdown))
@@ -313,6 +353,7 @@ impl Service {
             user: "terminal".into(),
             message_id: format!("{}-{seq}", std::process::id()),
             text: line.to_owned(),
+            retry: 0,
         };
         let body = serde_json::to_string(&envelope).expect("an envelope serialises");
         self.state.queue.enqueue(&body).await?;

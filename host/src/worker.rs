@@ -161,7 +161,7 @@ impl Worker {
             "turn",
             message = %envelope.message_id,
             channel = envelope.reply_to.channel(),
-            user = %envelope.user_key(),
+            user = %self.config.privacy.log_user(&envelope.user_key()),
         );
         self.handle_envelope(leased, envelope)
             .instrument(span)

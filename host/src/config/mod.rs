@@ -24,7 +24,7 @@ pub use self::azure::AzureConfig;
 pub use self::channels::{DiscordConfig, SlackConfig, TelegramConfig};
 pub use self::llm::{AgentConfig, LlmConfig, LlmProvider, Price, SafetyConfig};
 pub use self::plugins::PluginsConfig;
-pub use self::server::{AdminConfig, LimitsConfig, ServerConfig, WorkerConfig};
+pub use self::server::{AdminConfig, LimitsConfig, PrivacyConfig, ServerConfig, WorkerConfig};
 pub use self::skills::GraphConfig;
 use crate::secrets::Secret;
 
@@ -143,6 +143,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_PLUGINS_DIR", "plugins", "dir"),
     ("MOLTEN_PLUGINS_CONTAINER", "plugins", "container"),
     ("MOLTEN_AZURE_CLIENT_ID", "azure", "client_id"),
+    ("MOLTEN_PRIVACY_SALT", "privacy", "salt"),
 ];
 
 /// The file as written; every key optional.
@@ -182,6 +183,8 @@ struct File {
     limits: server::LimitsFile,
     #[serde(default)]
     admin: server::AdminFile,
+    #[serde(default)]
+    privacy: server::PrivacyFile,
 }
 
 impl Config {
@@ -234,7 +237,7 @@ impl Config {
                 .unwrap_or_else(|| vec![data_dir.join("skills")])
         };
         let server = file.server.build()?;
-        let worker = file.worker.build()?;
+        let worker = file.worker.build(file.privacy.build())?;
         let llm = file.llm.map(llm::build_llm).transpose()?.flatten();
         let agent = file.agent.build()?;
         let safety = file.safety.build()?;

@@ -29,6 +29,53 @@ pub struct WorkerConfig {
     pub max_deliveries: u32,
     /// Longest wait between polls of an empty queue.
     pub poll_interval: Duration,
+    /// How users appear in log lines (`[privacy]`).
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: what log lines say about users.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrivacyConfig {
+    /// Log a keyed hash of each user id instead of the id.
+    pub hash_user_ids: bool,
+    /// The hash's key. Without one, a short numeric id (a Telegram user's) can be recovered
+    /// from its hash by trying every id; with one, only who knows the key can.
+    pub salt: Option<Secret>,
+}
+
+impl PrivacyConfig {
+    /// The user `user_key` as log lines name them: the key, or with `hash_user_ids` the first
+    /// 16 hex digits of SHA-256(salt, key) (the same on every replica with the same salt).
+    pub fn log_user(&self, user_key: &str) -> String {
+        use sha2::{Digest, Sha256};
+        if !self.hash_user_ids {
+            return user_key.to_owned();
+        }
+        let salt = self.salt.as_ref().map_or("", |s| s.expose());
+        let mut hash = Sha256::new();
+        hash.update((salt.len() as u64).to_be_bytes());
+        hash.update(salt.as_bytes());
+        hash.update(user_key.as_bytes());
+        let digest = hash.finalize();
+        format!("u-{}", hex::encode(&digest[..8]))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PrivacyFile {
+    #[serde(default)]
+    hash_user_ids: bool,
+    salt: Option<Secret>,
+}
+
+impl PrivacyFile {
+    pub(super) fn build(self) -> PrivacyConfig {
+        PrivacyConfig {
+            hash_user_ids: self.hash_user_ids,
+            salt: self.salt.filter(|s| !s.expose().is_empty()),
+        }
+    }
 }
 
 /// `[admin]`: Entra ID (or any OpenID Connect issuer's) tokens accepted on `/admin/*` and
@@ -191,8 +238,9 @@ impl ServerFile {
 }
 
 impl WorkerFile {
-    pub(super) fn build(self) -> Result<WorkerConfig, ConfigError> {
+    pub(super) fn build(self, privacy: PrivacyConfig) -> Result<WorkerConfig, ConfigError> {
         Ok(WorkerConfig {
+            privacy,
             concurrency: positive("worker.concurrency", self.concurrency, 4)?,
             visibility_timeout: Duration::from_secs(positive(
                 "worker.visibility_timeout_secs",

@@ -1,16 +1,39 @@
 //! `GET /healthz` (the process answers), `GET /ready` (it can do its job, and if not, what is
-//! missing), `GET /admin/status` (numbers for the operator), `GET /admin/skills` (each
-//! skill's effective grant, and the plugins refused), `GET /admin/poison` (messages that never
-//! got an answer) and `GET /metrics` (Prometheus), all behind the admin bearer token.
+//! missing), and behind the admin token: `GET /admin/status` (numbers for the operator),
+//! `GET /admin/skills` (each skill's effective grant and figures, and the plugins refused),
+//! `POST /admin/skills/{name}/disable|enable`, `GET /admin/usage` (spend and skill use),
+//! `GET /admin/poison` (messages that never got an answer), `POST /admin/poison/{id}/retry`
+//! and `GET /metrics` (Prometheus).
 
-use axum::extract::State;
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::{AppError, AppState};
+use crate::envelope::Envelope;
 use crate::skills::Origin;
+use crate::usage::{self, today};
+
+/// The days `/admin/skills` reports calls, failures and durations over.
+const SKILL_FIGURE_DAYS: i64 = 7;
+
+fn unavailable(e: &dyn std::fmt::Display) -> AppError {
+    AppError::Unavailable(e.to_string())
+}
+
+/// The report of `query`, read from the store's running totals.
+async fn report(state: &AppState, query: &usage::Query) -> Result<usage::Report, AppError> {
+    let rows = state
+        .store
+        .rollups(query.since, query.until)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Ok(usage::report(&rows, query))
+}
 
 /// Always 200 while the process serves requests.
 pub async fn healthz() -> &'static str {
@@ -71,9 +94,22 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
     authorize(&state, &headers).await?;
-    let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
     let depth = state.queue.depth().await.map_err(|e| unavailable(&e))?;
-    let totals = state.store.totals().await.map_err(|e| unavailable(&e))?;
+    let all_time = usage::Query {
+        user: None,
+        skill: None,
+        since: 0,
+        until: today(),
+    };
+    let report = report(&state, &all_time).await?;
+    let totals = json!({
+        "messages": report.total.messages,
+        "prompt_tokens": report.total.prompt_tokens,
+        "completion_tokens": report.total.completion_tokens,
+        "cost_usd": report.total.cost_usd,
+        "skill_calls": report.skill_calls,
+        "skill_failures": report.skill_failures,
+    });
     let skills: Vec<String> = state
         .registry
         .skills()
@@ -130,13 +166,26 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError
 }
 
 /// Every live skill with the grant in effect (the manifest's ask, the operator's policy and
-/// HTTP grant intersected), the skills the operator disabled, and why others were refused.
+/// HTTP grant intersected) and its calls, failures, average and p95 duration over the last
+/// seven days; the skills the operator disabled or switched off; and why others were refused.
 pub async fn skills(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
     authorize(&state, &headers).await?;
     let registry = &state.registry;
+    let week = usage::Query {
+        user: None,
+        skill: None,
+        since: today() - (SKILL_FIGURE_DAYS - 1),
+        until: today(),
+    };
+    let figures: BTreeMap<String, usage::SkillLine> = report(&state, &week)
+        .await?
+        .skills
+        .into_iter()
+        .map(|line| (line.skill.clone(), line))
+        .collect();
     let skills: Vec<Value> = registry
         .skills()
         .iter()
@@ -166,6 +215,15 @@ pub async fn skills(
                 "http": http,
                 "secrets_not_bound": skill.unbound_secrets(),
                 "secrets_not_set": skill.missing_secrets(),
+                "last_7_days": figures.get(&m.name).map_or_else(
+                    || json!({"calls": 0, "failures": 0}),
+                    |f| json!({
+                        "calls": f.calls,
+                        "failures": f.failures,
+                        "average_ms": f.average_ms,
+                        "p95_ms": f.p95_ms,
+                    }),
+                ),
             })
         })
         .collect();
@@ -173,12 +231,72 @@ pub async fn skills(
     Ok(Json(json!({
         "skills": skills,
         "disabled": registry.disabled(),
+        "switched_off": registry.switched_off(),
         "refused": refused,
     })))
 }
 
-/// Every metric in the Prometheus text format, behind the admin token (the queue depth is
-/// sampled now).
+/// `POST /admin/skills/{name}/disable`: the skill stays loaded but is not offered to the model
+/// (nor runs) on any replica until enabled again; kept across restarts.
+pub async fn disable_skill(
+    state: State<AppState>,
+    headers: HeaderMap,
+    name: Path<String>,
+) -> Result<Json<Value>, AppError> {
+    switch(state, headers, name, true).await
+}
+
+/// `POST /admin/skills/{name}/enable`: undoes a disable.
+pub async fn enable_skill(
+    state: State<AppState>,
+    headers: HeaderMap,
+    name: Path<String>,
+) -> Result<Json<Value>, AppError> {
+    switch(state, headers, name, false).await
+}
+
+async fn switch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    off: bool,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers).await?;
+    // Switching on what is switched off works even if it is no longer loaded.
+    if off && !state.registry.is_loaded(&name) {
+        return Err(AppError::NotFound(format!(
+            "no skill is called {name:?}; GET /admin/skills lists them"
+        )));
+    }
+    state
+        .store
+        .switch_skill(&name, off)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    crate::service::apply_switches(&state).await;
+    tracing::warn!(skill = %name, "skill {} by the operator", if off { "disabled" } else { "enabled" });
+    Ok(Json(json!({
+        "skill": name,
+        "enabled": !off,
+        "switched_off": state.registry.switched_off(),
+    })))
+}
+
+/// `GET /admin/usage?user=&skill=&since=&until=` (dates `YYYY-MM-DD`, the last 30 days by
+/// default): tokens and cost per day and for the top users, executions, success rate and
+/// durations per skill.
+pub async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Json<usage::Report>, AppError> {
+    authorize(&state, &headers).await?;
+    let query = usage::Query::parse(&params).map_err(AppError::BadRequest)?;
+    Ok(Json(report(&state, &query).await?))
+}
+
+/// Every metric in the Prometheus text format, behind the admin token (the queue's depth and
+/// oldest message are sampled now).
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -186,6 +304,10 @@ pub async fn metrics(
     authorize(&state, &headers).await?;
     if let Ok(depth) = state.queue.depth().await {
         state.metrics.queue_depth.set(depth as i64);
+    }
+    if let Ok(oldest) = state.queue.oldest().await {
+        let seconds = oldest.map_or(0.0, |age| age.as_secs_f64());
+        state.metrics.queue_oldest_seconds.set(seconds);
     }
     Ok((
         [(
@@ -203,11 +325,7 @@ pub async fn poison(
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
     authorize(&state, &headers).await?;
-    let poisoned = state
-        .queue
-        .poisoned()
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let poisoned = state.queue.poisoned().await.map_err(|e| unavailable(&e))?;
     let messages: Vec<Value> = poisoned
         .into_iter()
         .map(|p| {
@@ -216,4 +334,45 @@ pub async fn poison(
         })
         .collect();
     Ok(Json(json!({ "poisoned": messages })))
+}
+
+/// `POST /admin/poison/{id}/retry`: sends a poisoned message back to the queue, to be answered
+/// afresh (once) even though its user got an apology.
+pub async fn retry_poisoned(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers).await?;
+    let poisoned = state.queue.poisoned().await.map_err(|e| unavailable(&e))?;
+    let not_found = || {
+        AppError::NotFound(format!(
+            "no poisoned message has id {id:?}; GET /admin/poison lists them"
+        ))
+    };
+    let message = poisoned
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(not_found)?;
+    let mut envelope: Envelope = serde_json::from_str(&message.body).map_err(|e| {
+        AppError::Conflict(format!(
+            "message {id} is not a message envelope ({e}); it cannot be answered, only read"
+        ))
+    })?;
+    // A new dedupe key: the first attempt is marked answered (by its apology).
+    envelope.retry += 1;
+    let body = serde_json::to_string(&envelope).map_err(|e| unavailable(&e))?;
+    if !state
+        .queue
+        .requeue(&id, &body)
+        .await
+        .map_err(|e| unavailable(&e))?
+    {
+        return Err(not_found());
+    }
+    state.wake.notify_one();
+    tracing::warn!(%id, key = %envelope.dedupe_key(), "poisoned message sent back to the queue by the operator");
+    Ok(Json(
+        json!({ "requeued": id, "key": envelope.dedupe_key() }),
+    ))
 }

@@ -122,6 +122,7 @@ pub async fn webhook(
         user: user.id,
         message_id: id,
         text,
+        retry: 0,
     };
     state.accept(&envelope).await?;
     Ok(Json(json!({ "type": DEFERRED_CHANNEL_MESSAGE })))

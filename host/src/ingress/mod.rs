@@ -62,7 +62,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(admin::ready))
         .route("/admin/status", get(admin::status))
         .route("/admin/skills", get(admin::skills))
+        .route("/admin/skills/{name}/disable", post(admin::disable_skill))
+        .route("/admin/skills/{name}/enable", post(admin::enable_skill))
+        .route("/admin/usage", get(admin::usage))
         .route("/admin/poison", get(admin::poison))
+        .route("/admin/poison/{id}/retry", post(admin::retry_poisoned))
         .route("/metrics", get(admin::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -126,6 +130,12 @@ pub enum AppError {
     /// Not JSON, or not the platform's shape: 400.
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// What was asked for does not exist: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// What was asked for cannot be done to this thing: 409.
+    #[error("{0}")]
+    Conflict(String),
     /// The queue or store failed; the platform should retry: 503.
     #[error("cannot accept the message now ({0}); it was not queued, retry later")]
     Unavailable(String),
@@ -134,7 +144,8 @@ pub enum AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = match &self {
-            AppError::NotConfigured(_) => StatusCode::NOT_FOUND,
+            AppError::NotConfigured(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

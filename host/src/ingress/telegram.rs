@@ -70,6 +70,7 @@ pub async fn webhook(
         user: from.id.to_string(),
         message_id: update.update_id.to_string(),
         text,
+        retry: 0,
     };
     state.accept(&envelope).await?;
     Ok(StatusCode::OK)

@@ -15,12 +15,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::{watch, Mutex, Notify};
 
 pub use blob::BlobStore;
 pub use dir::DirStore;
 pub use signature::{Trust, Verified};
 
+use crate::metrics::PluginLoad;
 use crate::skills::{LoadError, Origin, Registry, SkillFiles};
 
 /// A plugin's files, in the order they are written: component, signature, manifest.
@@ -130,6 +133,7 @@ pub struct Plugins {
     registry: Arc<Registry>,
     policy: PluginPolicy,
     seen: Mutex<BTreeMap<String, Seen>>,
+    loads: Family<PluginLoad, Counter>,
 }
 
 impl Plugins {
@@ -141,7 +145,17 @@ impl Plugins {
             registry,
             policy,
             seen: Mutex::new(BTreeMap::new()),
+            loads: Family::default(),
         }
+    }
+
+    /// Plugins loaded, replaced, refused and removed, for `/metrics`.
+    pub fn loads(&self) -> &Family<PluginLoad, Counter> {
+        &self.loads
+    }
+
+    fn count(&self, result: &'static str) {
+        self.loads.get_or_create(&PluginLoad { result }).inc();
     }
 
     /// The store.
@@ -162,6 +176,7 @@ impl Plugins {
         for name in gone {
             let removed = seen.remove(&name).and_then(|s| s.live);
             if self.registry.remove(&name) {
+                self.count("removed");
                 tracing::info!(plugin = %name, digest = removed.as_deref().unwrap_or("-"), "plugin removed");
             }
         }
@@ -193,6 +208,7 @@ impl Plugins {
             .as_deref()
             .map_or_else(|| "-".to_owned(), signature::digest);
         let refuse = |error: LoadError| {
+            self.count("refused");
             tracing::warn!(plugin = %name, %digest, %error, "plugin refused; the version running before (if any) stays");
             self.registry.refuse(name, error);
             live.clone()
@@ -265,6 +281,7 @@ impl Plugins {
         match self.registry.prepare(files, origin).await {
             Ok(skill) => {
                 self.registry.install(skill);
+                self.count(if live.is_some() { "replaced" } else { "loaded" });
                 tracing::info!(
                     plugin = %name,
                     digest = %verified.digest,

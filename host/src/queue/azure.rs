@@ -319,6 +319,77 @@ impl WorkQueue for AzureQueue {
         Ok(poisoned)
     }
 
+    /// Receives what the poison queue shows first (32 messages, as [`WorkQueue::poisoned`]
+    /// lists), keeps the copies of `id` and lets the others go at once.
+    async fn requeue(&self, id: &str, body: &str) -> Result<bool, QueueError> {
+        let received = self
+            .poison
+            .receive_messages(Some(QueueClientReceiveMessagesOptions {
+                number_of_messages: Some(32),
+                visibility_timeout: Some(seconds(POISON_HOLD)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| storage(&format!("receiving from queue {}-poison", self.name), &e))?
+            .into_model()
+            .map_err(|e| storage("reading received messages", &e))?;
+        let mut copies = Vec::new();
+        for message in received.items.unwrap_or_default() {
+            let (Some(message_id), Some(pop_receipt)) = (message.message_id, message.pop_receipt)
+            else {
+                continue;
+            };
+            let text = decode(&message.message_text.unwrap_or_default()).unwrap_or_default();
+            let header = text.split_once('\n').map_or(text.as_str(), |(h, _)| h);
+            let header: serde_json::Value = serde_json::from_str(header).unwrap_or_default();
+            if header["id"].as_str() == Some(id) {
+                copies.push((message_id, pop_receipt));
+            } else if let Err(e) = self
+                .poison
+                .update_message(&message_id, &pop_receipt, 0, None)
+                .await
+            {
+                // It comes back by itself after the hold.
+                tracing::debug!(error = %describe(&e), "cannot release a poisoned message at once");
+            }
+        }
+        if copies.is_empty() {
+            return Ok(false);
+        }
+        check_size(body)?;
+        self.send(&self.work, body).await?;
+        for (message_id, pop_receipt) in copies {
+            self.poison
+                .delete_message(&message_id, &pop_receipt, None)
+                .await
+                .map_err(|e| storage("deleting a requeued poisoned message", &e))?;
+        }
+        Ok(true)
+    }
+
+    async fn oldest(&self) -> Result<Option<Duration>, QueueError> {
+        let peeked = self
+            .work
+            .peek_messages(Some(QueueClientPeekMessagesOptions {
+                number_of_messages: Some(1),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| storage(&format!("peeking at queue {}", self.name), &e))?
+            .into_model()
+            .map_err(|e| storage("reading a peeked message", &e))?;
+        let inserted = peeked
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .and_then(|m| m.insertion_time);
+        Ok(inserted.map(|at| {
+            let age = time::OffsetDateTime::now_utc() - at;
+            Duration::from_millis(u64::try_from(age.whole_milliseconds()).unwrap_or(0))
+        }))
+    }
+
     async fn depth(&self) -> Result<u64, QueueError> {
         let properties = self
             .work

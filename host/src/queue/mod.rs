@@ -92,6 +92,14 @@ pub trait WorkQueue: Send + Sync {
     /// Poisoned messages, oldest first (at most the first 32 on Azure, which can only peek).
     async fn poisoned(&self) -> Result<Vec<Poisoned>, QueueError>;
 
+    /// Sends poisoned message `id` back to the work queue as `body` (an operator's retry);
+    /// `false` if no poisoned message has that id. The copy is queued before the poisoned one
+    /// is dropped, so a crash between the two can leave both, never neither.
+    async fn requeue(&self, id: &str, body: &str) -> Result<bool, QueueError>;
+
+    /// How long the oldest waiting message has waited (none when the queue is empty).
+    async fn oldest(&self) -> Result<Option<Duration>, QueueError>;
+
     /// Messages in the queue, visible or leased (not poisoned ones).
     async fn depth(&self) -> Result<u64, QueueError>;
 }

@@ -225,6 +225,43 @@ impl WorkQueue for SqliteQueue {
             .await
     }
 
+    async fn requeue(&self, id: &str, body: &str) -> Result<bool, QueueError> {
+        let (id, body) = (id.to_owned(), body.to_owned());
+        self.db
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                if tx
+                    .execute("DELETE FROM poison WHERE id = ?1", [&id])
+                    .map_err(sql)?
+                    == 0
+                {
+                    return Ok(false);
+                }
+                let now = now_ms();
+                tx.execute(
+                    "INSERT INTO queue (body, enqueued_ms, visible_ms) VALUES (?1, ?2, ?2)",
+                    params![body, now],
+                )
+                .map_err(sql)?;
+                tx.commit().map_err(sql)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn oldest(&self) -> Result<Option<Duration>, QueueError> {
+        self.db
+            .call(|conn| {
+                let oldest: Option<i64> = conn
+                    .query_row("SELECT MIN(enqueued_ms) FROM queue", [], |r| r.get(0))
+                    .map_err(sql)?;
+                Ok(oldest.map(|at| Duration::from_millis((now_ms() - at).max(0) as u64)))
+            })
+            .await
+    }
+
     async fn depth(&self) -> Result<u64, QueueError> {
         self.db
             .call(|conn| {

@@ -203,7 +203,7 @@ async fn run<R>(
                 hit: None,
             },
             imports: Imports {
-                log: LogSink::new(&manifest.name, user.unwrap_or("-")),
+                log: LogSink::new(&manifest.name),
                 settings: granted.settings.clone(),
                 quota,
             },
@@ -220,11 +220,14 @@ async fn run<R>(
         f(&skill, &mut store).await
     };
     let outcome = tokio::time::timeout(limits.timeout, call).await;
-    tracing::debug!(
-        skill = %manifest.name,
-        fuel_used = limits.fuel - store.get_fuel().unwrap_or(0),
-        "skill call finished"
-    );
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    runtime
+        .fuel_used()
+        .get_or_create(&crate::metrics::SkillName {
+            skill: manifest.name.clone(),
+        })
+        .inc_by(fuel_used);
+    tracing::debug!(skill = %manifest.name, fuel_used, "skill call finished");
     let dropped = store.data().imports.log.dropped();
     if dropped > 0 {
         tracing::warn!(skill = %manifest.name, dropped, "skill exceeded its log message cap");

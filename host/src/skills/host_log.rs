@@ -15,18 +15,17 @@ const MAX_MESSAGE_BYTES: usize = 4096;
 /// Messages kept per call; later ones are dropped and counted.
 const MAX_MESSAGES_PER_CALL: u32 = 100;
 
-/// Where one call's log lines go, tagged with the skill and the user.
+/// Where one call's log lines go, tagged with the skill. Not with the user: a call runs inside
+/// its turn's span, which names the user as `[privacy]` says.
 pub(crate) struct LogSink {
     skill: String,
-    user: String,
     written: u32,
 }
 
 impl LogSink {
-    pub(crate) fn new(skill: &str, user: &str) -> Self {
+    pub(crate) fn new(skill: &str) -> Self {
         Self {
             skill: skill.to_owned(),
-            user: user.to_owned(),
             written: 0,
         }
     }
@@ -48,13 +47,13 @@ impl log::Host for LogSink {
             message.truncate(cut);
             message.push_str(" [truncated]");
         }
-        let (skill, user) = (self.skill.as_str(), self.user.as_str());
+        let skill = self.skill.as_str();
         match level {
-            Level::Trace => tracing::trace!(target: "molten::skill", skill, user, "{message}"),
-            Level::Debug => tracing::debug!(target: "molten::skill", skill, user, "{message}"),
-            Level::Info => tracing::info!(target: "molten::skill", skill, user, "{message}"),
-            Level::Warn => tracing::warn!(target: "molten::skill", skill, user, "{message}"),
-            Level::Error => tracing::error!(target: "molten::skill", skill, user, "{message}"),
+            Level::Trace => tracing::trace!(target: "molten::skill", skill, "{message}"),
+            Level::Debug => tracing::debug!(target: "molten::skill", skill, "{message}"),
+            Level::Info => tracing::info!(target: "molten::skill", skill, "{message}"),
+            Level::Warn => tracing::warn!(target: "molten::skill", skill, "{message}"),
+            Level::Error => tracing::error!(target: "molten::skill", skill, "{message}"),
         }
     }
 }

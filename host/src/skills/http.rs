@@ -325,7 +325,8 @@ impl HttpPolicy {
             .map_err(|_| HttpError::HttpRequestUriInvalid)?;
         self.check(&url)?;
         if !self.rate.take(user) {
-            tracing::warn!(skill = %self.skill, %user, "HTTP rate limit reached");
+            // The turn's span names the user.
+            tracing::warn!(skill = %self.skill, "HTTP rate limit reached");
             return Err(HttpError::ConnectionLimitReached);
         }
         let body = collect_body(body, MAX_REQUEST_BYTES).await?;

@@ -3,7 +3,7 @@
 //! checked, compiled once and described once, then invoked by name. A call holds the version it
 //! started on, so replacing a skill never cuts a running call short.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -151,6 +151,8 @@ struct Live {
     disabled: Vec<String>,
     plugins: BTreeMap<String, Arc<Skill>>,
     refused: BTreeMap<String, Arc<LoadError>>,
+    /// Switched off at run time (`POST /admin/skills/{name}/disable`): loaded, not offered.
+    switched_off: BTreeSet<String>,
 }
 
 /// How far loading the built-in skills has got.
@@ -332,21 +334,49 @@ impl Registry {
         live.plugins.remove(name).is_some()
     }
 
-    /// The skill called `name`: a plugin, else a built-in skill.
+    /// The skill called `name`: a plugin, else a built-in skill; none while it is switched off.
     pub fn get(&self, name: &str) -> Option<Arc<Skill>> {
         let live = self.live();
+        if live.switched_off.contains(name) {
+            return None;
+        }
         live.plugins
             .get(name)
             .or_else(|| live.builtin.get(name))
             .cloned()
     }
 
-    /// The live skills, by name.
+    /// The live skills, by name (those switched off left out).
     pub fn skills(&self) -> Vec<Arc<Skill>> {
         let live = self.live();
         let mut all = live.builtin.clone();
         all.extend(live.plugins.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all.retain(|name, _| !live.switched_off.contains(name));
         all.into_values().collect()
+    }
+
+    /// Whether a skill called `name` is loaded (switched off or not).
+    pub fn is_loaded(&self, name: &str) -> bool {
+        let live = self.live();
+        live.plugins.contains_key(name) || live.builtin.contains_key(name)
+    }
+
+    /// Makes `names` the skills switched off at run time (the store holds them for every
+    /// replica); returns the names that changed state.
+    pub fn switch_off(&self, names: &BTreeSet<String>) -> Vec<String> {
+        let mut live = self.live_mut();
+        let changed = live
+            .switched_off
+            .symmetric_difference(names)
+            .cloned()
+            .collect();
+        live.switched_off.clone_from(names);
+        changed
+    }
+
+    /// The skills switched off at run time.
+    pub fn switched_off(&self) -> Vec<String> {
+        self.live().switched_off.iter().cloned().collect()
     }
 
     /// Every secret value the operator bound to a skill, for the redactor of replies (tokens

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::component::{Component, Linker};
@@ -18,6 +20,7 @@ use super::error::{EngineError, LoadError};
 use super::host_log::HasImports;
 use super::manifest::MAX_MEMORY_MB;
 use super::sandbox::Sandboxes;
+use crate::metrics::SkillName;
 
 /// Period of the epoch ticker: the granularity of wall-clock deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -150,6 +153,7 @@ pub struct Runtime {
     memory: Arc<MemoryBudget>,
     cache_dir: Option<PathBuf>,
     permits: Semaphore,
+    fuel_used: Family<SkillName, Counter>,
     _ticker: EpochTicker,
 }
 
@@ -197,7 +201,13 @@ impl Runtime {
             memory: Arc::new(MemoryBudget::new(config.max_total_memory)),
             cache_dir: config.cache_dir,
             permits: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
+            fuel_used: Family::default(),
         })
+    }
+
+    /// Fuel the calls of each skill have used, for `/metrics`.
+    pub fn fuel_used(&self) -> &Family<SkillName, Counter> {
+        &self.fuel_used
     }
 
     /// The per-user sandbox directories.

@@ -15,10 +15,11 @@ use azure_storage_blob::BlobContainerClient;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
 
-use crate::azure::{dated_row, describe, hashed_key, int64, StorageAccount, TableClient};
+use crate::azure::{dated_row, describe, hashed_key, StorageAccount, TableClient};
 use crate::db::{millis, now_ms};
 
-use super::{Claim, SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
+use super::{Claim, SessionMessage, SkillCallRecord, Store, StoreError, UsageRecord};
+use crate::usage::{today, Day, Rollup, RollupRow};
 
 const SESSIONS: &str = "sessions/";
 const CACHE: &str = "cache/";
@@ -29,8 +30,10 @@ const EXPIRES: &str = "expires_ms";
 const COUNTERS: &str = "counters";
 /// How long counters are kept (the longest window the limits count, with room).
 const COUNTER_LIFETIME_MS: i64 = 2 * 24 * 3600 * 1000;
-/// Concurrent adds to one counter retry this often before giving up.
-const COUNTER_ATTEMPTS: u64 = 50;
+/// Concurrent updates of one row (a counter, a running total) retry this often before giving up.
+const UPDATE_ATTEMPTS: u64 = 50;
+/// The partition of the skills switched off at run time (in the counters table).
+const SWITCHES: &str = "switches";
 /// The partition of claims and reply marks (one row per platform message).
 const REPLIED: &str = "replied";
 /// Concurrent appends to one session retry this often before giving up.
@@ -44,6 +47,7 @@ pub struct AzureStore {
     usage: String,
     skills: String,
     counters: String,
+    daily: String,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -84,6 +88,11 @@ fn log_row_key() -> String {
     format!("{:013}-{:016x}", now_ms(), random())
 }
 
+/// The partition of day `day`'s running totals (sorts by day).
+fn day_partition(day: Day) -> String {
+    format!("day-{day:06}")
+}
+
 /// The blob of the chat `key`'s session.
 fn session_name(key: &str) -> String {
     format!("{SESSIONS}{}", hashed_key(key))
@@ -91,7 +100,7 @@ fn session_name(key: &str) -> String {
 
 impl AzureStore {
     /// Connects to blob container `container` and the tables `<table_prefix>replied`,
-    /// `<table_prefix>usage` and `<table_prefix>skillcalls`, creating what is missing.
+    /// `usage`, `skillcalls`, `counters` and `usagedaily`, creating what is missing.
     pub async fn open(
         account: &StorageAccount,
         container: &str,
@@ -108,11 +117,86 @@ impl AzureStore {
             usage: format!("{table_prefix}usage"),
             skills: format!("{table_prefix}skillcalls"),
             counters: format!("{table_prefix}counters"),
+            daily: format!("{table_prefix}usagedaily"),
         };
-        for name in [&store.replied, &store.usage, &store.skills, &store.counters] {
+        for name in [
+            &store.replied,
+            &store.usage,
+            &store.skills,
+            &store.counters,
+            &store.daily,
+        ] {
             store.tables.create_table(name).await.map_err(table)?;
         }
         Ok(store)
+    }
+
+    /// Updates one row as one atomic step however many replicas update it at once: reads it,
+    /// lets `change` compute the new row from the current one (`None`: there is none), and
+    /// writes that only if nobody wrote in between (insert if absent, else replace if the ETag
+    /// is unchanged), else again. `change` returns no row when there is nothing to write.
+    async fn update_row<T>(
+        &self,
+        table_name: &str,
+        partition: &str,
+        row: &str,
+        what: &str,
+        mut change: impl FnMut(Option<Value>) -> (Option<Value>, T),
+    ) -> Result<T, StoreError> {
+        for attempt in 0..UPDATE_ATTEMPTS {
+            let current = self
+                .tables
+                .get_tagged(table_name, partition, row)
+                .await
+                .map_err(table)?;
+            let (entity, etag) = match current {
+                Some((entity, etag)) => (Some(entity), Some(etag)),
+                None => (None, None),
+            };
+            let (new, result) = change(entity);
+            let Some(new) = new else {
+                return Ok(result);
+            };
+            let written = match etag {
+                None => self.tables.insert(table_name, &new).await,
+                Some(etag) => self.tables.replace_if(table_name, &new, &etag).await,
+            }
+            .map_err(table)?;
+            if written {
+                return Ok(result);
+            }
+            tokio::time::sleep(Duration::from_millis(5 + 5 * attempt)).await;
+        }
+        Err(StoreError::Azure(format!(
+            "{what} kept changing while it was updated; try again"
+        )))
+    }
+
+    /// Adds `totals` to the running totals of today, `user` and `skill`.
+    async fn add_rollup(&self, user: &str, skill: &str, totals: &Rollup) -> Result<(), StoreError> {
+        let partition = day_partition(today());
+        let row = hashed_key(&format!("{user}\n{skill}"));
+        self.update_row(
+            &self.daily,
+            &partition,
+            &row,
+            "a running total",
+            |current| {
+                let mut sum: Rollup = current
+                    .and_then(|e| serde_json::from_str(e["totals"].as_str()?).ok())
+                    .unwrap_or_default();
+                sum.add(totals);
+                let entity = json!({
+                    "PartitionKey": partition,
+                    "RowKey": row,
+                    "user": user,
+                    "skill": skill,
+                    "totals": serde_json::to_string(&sum).unwrap_or_default(),
+                });
+                (Some(entity), ())
+            },
+        )
+        .await
     }
 
     /// The blob's content and ETag, or `None` if there is none.
@@ -366,6 +450,10 @@ impl Store for AzureStore {
             "cost_usd": usage.cost_usd,
             "cost_usd@odata.type": "Edm.Double",
         });
+        // The totals first: a crash between the two loses a log row, never a cost a cap or
+        // report counts.
+        self.add_rollup(&usage.user, "", &Rollup::of_usage(usage))
+            .await?;
         self.tables
             .insert(&self.usage, &entity)
             .await
@@ -380,53 +468,35 @@ impl Store for AzureStore {
         ttl: Duration,
     ) -> Result<f64, StoreError> {
         let row = hashed_key(key);
-        // Read, add, write back only if nobody wrote in between (ETag); else again.
-        for attempt in 0..COUNTER_ATTEMPTS {
-            match self
-                .tables
-                .get_tagged(&self.counters, COUNTERS, &row)
-                .await
-                .map_err(table)?
-            {
+        let typed = |entity: &mut Value, total: f64| {
+            entity["value"] = json!(total);
+            entity["value@odata.type"] = json!("Edm.Double");
+            entity["expires_ms@odata.type"] = json!("Edm.Int64");
+            entity["at_ms@odata.type"] = json!("Edm.Int64");
+        };
+        self.update_row(
+            &self.counters,
+            COUNTERS,
+            &row,
+            key,
+            |current| match current {
                 None => {
                     let mut entity = dated_row(COUNTERS, key);
-                    entity["value"] = json!(amount);
-                    entity["value@odata.type"] = json!("Edm.Double");
                     entity["expires_ms"] = json!((now_ms() + millis(ttl)).to_string());
-                    entity["expires_ms@odata.type"] = json!("Edm.Int64");
-                    if self
-                        .tables
-                        .insert(&self.counters, &entity)
-                        .await
-                        .map_err(table)?
-                    {
-                        return Ok(amount);
-                    }
+                    typed(&mut entity, amount);
+                    (Some(entity), amount)
                 }
-                Some((mut entity, etag)) => {
+                Some(mut entity) => {
                     let total = entity["value"].as_f64().unwrap_or(0.0) + amount;
                     if amount == 0.0 {
-                        return Ok(total);
+                        return (None, total);
                     }
-                    entity["value"] = json!(total);
-                    entity["value@odata.type"] = json!("Edm.Double");
-                    entity["expires_ms@odata.type"] = json!("Edm.Int64");
-                    entity["at_ms@odata.type"] = json!("Edm.Int64");
-                    if self
-                        .tables
-                        .replace_if(&self.counters, &entity, &etag)
-                        .await
-                        .map_err(table)?
-                    {
-                        return Ok(total);
-                    }
+                    typed(&mut entity, total);
+                    (Some(entity), total)
                 }
-            }
-            tokio::time::sleep(Duration::from_millis(5 + 5 * attempt)).await;
-        }
-        Err(StoreError::Azure(format!(
-            "counter {key} kept changing while it was added to; try again"
-        )))
+            },
+        )
+        .await
     }
 
     async fn record_skill_call(&self, call: &SkillCallRecord) -> Result<(), StoreError> {
@@ -442,6 +512,8 @@ impl Store for AzureStore {
             "duration_ms": millis(call.duration).to_string(),
             "duration_ms@odata.type": "Edm.Int64",
         });
+        self.add_rollup(&call.user, &call.skill, &Rollup::of_call(call))
+            .await?;
         self.tables
             .insert(&self.skills, &entity)
             .await
@@ -449,35 +521,61 @@ impl Store for AzureStore {
             .map_err(table)
     }
 
-    async fn totals(&self) -> Result<Totals, StoreError> {
-        let mut totals = Totals::default();
-        let usage = self
+    async fn rollups(&self, since: Day, until: Day) -> Result<Vec<RollupRow>, StoreError> {
+        let filter = format!(
+            "PartitionKey ge '{}' and PartitionKey le '{}'",
+            day_partition(since),
+            day_partition(until)
+        );
+        let rows = self
             .tables
-            .query(
-                &self.usage,
-                None,
-                "prompt_tokens,completion_tokens,cost_usd",
-            )
+            .query(&self.daily, Some(&filter), "PartitionKey,user,skill,totals")
             .await
             .map_err(table)?;
-        for row in &usage {
-            totals.messages += 1;
-            totals.prompt_tokens += u64::try_from(int64(&row["prompt_tokens"])).unwrap_or(0);
-            totals.completion_tokens +=
-                u64::try_from(int64(&row["completion_tokens"])).unwrap_or(0);
-            totals.cost_usd += row["cost_usd"].as_f64().unwrap_or(0.0);
-        }
-        let calls = self
+        rows.into_iter()
+            .map(|row| {
+                let day = row["PartitionKey"]
+                    .as_str()
+                    .and_then(|p| p.strip_prefix("day-")?.parse().ok())
+                    .unwrap_or_default();
+                let totals = serde_json::from_str(row["totals"].as_str().unwrap_or("{}"))
+                    .map_err(|e| StoreError::Azure(format!("a running total is not JSON: {e}")))?;
+                Ok(RollupRow {
+                    day,
+                    user: row["user"].as_str().unwrap_or_default().to_owned(),
+                    skill: row["skill"].as_str().unwrap_or_default().to_owned(),
+                    totals,
+                })
+            })
+            .collect()
+    }
+
+    async fn switched_off(&self) -> Result<Vec<String>, StoreError> {
+        let filter = format!("PartitionKey eq '{SWITCHES}'");
+        let rows = self
             .tables
-            .query(&self.skills, None, "success")
+            .query(&self.counters, Some(&filter), "key")
             .await
             .map_err(table)?;
-        totals.skill_calls = calls.len() as u64;
-        totals.skill_failures = calls
+        let mut names: Vec<String> = rows
             .iter()
-            .filter(|row| row["success"] != Value::Bool(true))
-            .count() as u64;
-        Ok(totals)
+            .filter_map(|row| row["key"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn switch_skill(&self, name: &str, off: bool) -> Result<(), StoreError> {
+        if off {
+            self.tables
+                .merge(&self.counters, &dated_row(SWITCHES, name))
+                .await
+        } else {
+            self.tables
+                .delete(&self.counters, SWITCHES, &hashed_key(name))
+                .await
+        }
+        .map_err(table)
     }
 
     async fn prune(&self, dedupe_age: Duration, session_ttl: Duration) -> Result<(), StoreError> {

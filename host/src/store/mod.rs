@@ -1,6 +1,7 @@
-//! Everything the worker remembers between messages: which messages were answered, chat sessions, the LLM
-//! response cache, the usage log and the skill log. The embedded default is SQLite; the Azure
-//! store (Blob + Table) implements the same trait.
+//! Everything the worker remembers between messages: which messages were answered, chat
+//! sessions, the LLM response cache, the usage log and the skill log with their running totals,
+//! and the skills switched off at run time. The embedded default is SQLite; the Azure store
+//! (Blob + Table) implements the same trait.
 //!
 //! Every write is one atomic step, so a crash cannot leave half of one: a claim is one
 //! insert-if-absent (the read after a failed insert only looks); a reply mark one upsert; a
@@ -15,6 +16,8 @@ mod sqlite;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::usage::{Day, RollupRow};
 
 pub use azure::AzureStore;
 pub use sqlite::SqliteStore;
@@ -62,23 +65,6 @@ pub struct SkillCallRecord {
     pub error: Option<String>,
     /// Wall time.
     pub duration: Duration,
-}
-
-/// Totals for `/admin/status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Totals {
-    /// Answered messages with a usage record.
-    pub messages: u64,
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Completion tokens.
-    pub completion_tokens: u64,
-    /// US dollars.
-    pub cost_usd: f64,
-    /// Skill executions.
-    pub skill_calls: u64,
-    /// Skill executions that failed.
-    pub skill_failures: u64,
 }
 
 /// Which queued copy of a platform message answers it (see [`Store::claim`]).
@@ -143,7 +129,8 @@ pub trait Store: Send + Sync {
     /// Caches `value` for `ttl`.
     async fn cache_put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
 
-    /// Logs the cost of one answered message.
+    /// Logs the cost of one answered message and adds it to the day's running totals of its
+    /// user ([`crate::usage`]).
     async fn record_usage(&self, usage: &UsageRecord) -> Result<(), StoreError>;
 
     /// Adds `amount` to counter `key` and returns its new total (an `amount` of 0 reads it).
@@ -156,11 +143,18 @@ pub trait Store: Send + Sync {
         ttl: Duration,
     ) -> Result<f64, StoreError>;
 
-    /// Logs one skill execution.
+    /// Logs one skill execution and adds it to the day's running totals of its skill and user.
     async fn record_skill_call(&self, call: &SkillCallRecord) -> Result<(), StoreError>;
 
-    /// Totals over the logs.
-    async fn totals(&self) -> Result<Totals, StoreError>;
+    /// The running totals of days `since..=until`: one row per day, user and skill.
+    async fn rollups(&self, since: Day, until: Day) -> Result<Vec<RollupRow>, StoreError>;
+
+    /// The skills the operator switched off at run time (`POST /admin/skills/{name}/disable`),
+    /// which every replica keeps off.
+    async fn switched_off(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Switches skill `name` off (or back on) for every replica.
+    async fn switch_skill(&self, name: &str, off: bool) -> Result<(), StoreError>;
 
     /// Drops expired cache entries, claims and reply records older than `dedupe_age`, and
     /// sessions idle for longer than `session_ttl`.

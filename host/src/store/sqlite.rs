@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{Claim, SessionMessage, SkillCallRecord, Store, StoreError, Totals, UsageRecord};
+use super::{Claim, SessionMessage, SkillCallRecord, Store, StoreError, UsageRecord};
 use crate::db::{millis, now_ms, Db};
+use crate::usage::{today, Day, Rollup, RollupRow};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS replied (
@@ -51,6 +52,17 @@ const SCHEMA: &str = "
         error       TEXT,
         duration_ms INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS usage_daily (
+        day         INTEGER NOT NULL,
+        user        TEXT NOT NULL,
+        skill       TEXT NOT NULL,
+        totals      TEXT NOT NULL,
+        PRIMARY KEY (day, user, skill)
+    );
+    CREATE TABLE IF NOT EXISTS skill_switch (
+        name        TEXT PRIMARY KEY,
+        at_ms       INTEGER NOT NULL
+    );
 ";
 
 /// A [`Store`] in one SQLite file.
@@ -80,10 +92,122 @@ impl SqliteStore {
                 )
                 .map_err(sql)?;
             }
-            Ok::<_, StoreError>(())
+            backfill_rollups(conn)
         })?;
         Ok(Self { db })
     }
+}
+
+/// Adds `totals` to the running totals of `day`, `user` and `skill`, in the caller's transaction.
+fn add_rollup(
+    conn: &rusqlite::Connection,
+    day: Day,
+    user: &str,
+    skill: &str,
+    totals: &Rollup,
+) -> Result<(), StoreError> {
+    let mut sum: Rollup = conn
+        .query_row(
+            "SELECT totals FROM usage_daily WHERE day = ?1 AND user = ?2 AND skill = ?3",
+            params![day, user, skill],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(sql)?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(json)?
+        .unwrap_or_default();
+    sum.add(totals);
+    conn.execute(
+        "INSERT OR REPLACE INTO usage_daily (day, user, skill, totals) VALUES (?1, ?2, ?3, ?4)",
+        params![day, user, skill, serde_json::to_string(&sum).map_err(json)?],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Files written before running totals existed have logs only: their totals are added up once.
+fn backfill_rollups(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let empty = |table: &str| {
+        tx.query_row(
+            &format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"),
+            [],
+            |r| r.get::<_, bool>(0),
+        )
+        .map_err(sql)
+    };
+    if !empty("usage_daily")? || (empty("usage")? && empty("skill_log")?) {
+        return Ok(());
+    }
+    let mut rows: Vec<(Day, String, String, Rollup)> = Vec::new();
+    {
+        let mut usage = tx
+            .prepare(
+                "SELECT at_ms, user, model, llm_calls, prompt_tokens, completion_tokens, cost_usd
+                   FROM usage",
+            )
+            .map_err(sql)?;
+        let found = usage
+            .query_map([], |r| {
+                let record = UsageRecord {
+                    user: r.get(1)?,
+                    model: r.get(2)?,
+                    llm_calls: r.get(3)?,
+                    prompt_tokens: r.get::<_, i64>(4)? as u64,
+                    completion_tokens: r.get::<_, i64>(5)? as u64,
+                    cost_usd: r.get(6)?,
+                };
+                Ok((day_of(r.get(0)?), record))
+            })
+            .map_err(sql)?;
+        for found in found {
+            let (day, record) = found.map_err(sql)?;
+            rows.push((
+                day,
+                record.user.clone(),
+                String::new(),
+                Rollup::of_usage(&record),
+            ));
+        }
+        let mut calls = tx
+            .prepare("SELECT at_ms, user, skill, success, duration_ms FROM skill_log")
+            .map_err(sql)?;
+        let found = calls
+            .query_map([], |r| {
+                let record = SkillCallRecord {
+                    user: r.get(1)?,
+                    session: String::new(),
+                    skill: r.get(2)?,
+                    parameters: String::new(),
+                    success: r.get(3)?,
+                    error: None,
+                    duration: Duration::from_millis(r.get::<_, i64>(4)?.max(0) as u64),
+                };
+                Ok((day_of(r.get(0)?), record))
+            })
+            .map_err(sql)?;
+        for found in found {
+            let (day, record) = found.map_err(sql)?;
+            rows.push((
+                day,
+                record.user.clone(),
+                record.skill.clone(),
+                Rollup::of_call(&record),
+            ));
+        }
+    }
+    for (day, user, skill, totals) in &rows {
+        add_rollup(&tx, *day, user, skill, totals)?;
+    }
+    tx.commit().map_err(sql)
+}
+
+fn day_of(at_ms: i64) -> Day {
+    at_ms.div_euclid(86_400_000)
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
@@ -91,7 +215,7 @@ fn sql(e: rusqlite::Error) -> StoreError {
 }
 
 fn json(e: serde_json::Error) -> StoreError {
-    StoreError::Storage(format!("a stored session is not valid JSON: {e}"))
+    StoreError::Storage(format!("a stored session or total is not valid JSON: {e}"))
 }
 
 #[async_trait::async_trait]
@@ -251,7 +375,11 @@ impl Store for SqliteStore {
         let u = usage.clone();
         self.db
             .call(move |conn| {
-                conn.execute(
+                // The log row and the running totals commit together.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                tx.execute(
                     "INSERT INTO usage (at_ms, user, model, llm_calls, prompt_tokens,
                                         completion_tokens, cost_usd)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -266,7 +394,8 @@ impl Store for SqliteStore {
                     ],
                 )
                 .map_err(sql)?;
-                Ok(())
+                add_rollup(&tx, today(), &u.user, "", &Rollup::of_usage(&u))?;
+                tx.commit().map_err(sql)
             })
             .await
     }
@@ -297,7 +426,10 @@ impl Store for SqliteStore {
         let c = call.clone();
         self.db
             .call(move |conn| {
-                conn.execute(
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                tx.execute(
                     "INSERT INTO skill_log (at_ms, user, session, skill, parameters, success,
                                             error, duration_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -313,39 +445,67 @@ impl Store for SqliteStore {
                     ],
                 )
                 .map_err(sql)?;
-                Ok(())
+                add_rollup(&tx, today(), &c.user, &c.skill, &Rollup::of_call(&c))?;
+                tx.commit().map_err(sql)
             })
             .await
     }
 
-    async fn totals(&self) -> Result<Totals, StoreError> {
+    async fn rollups(&self, since: Day, until: Day) -> Result<Vec<RollupRow>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT day, user, skill, totals FROM usage_daily
+                          WHERE day BETWEEN ?1 AND ?2",
+                    )
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([since, until], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+                    })
+                    .map_err(sql)?;
+                let mut found = Vec::new();
+                for row in rows {
+                    let (day, user, skill, totals) = row.map_err(sql)?;
+                    found.push(RollupRow {
+                        day,
+                        user,
+                        skill,
+                        totals: serde_json::from_str(&totals).map_err(json)?,
+                    });
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn switched_off(&self) -> Result<Vec<String>, StoreError> {
         self.db
             .call(|conn| {
-                let mut totals = conn
-                    .query_row(
-                        "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0),
-                                COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0)
-                           FROM usage",
-                        [],
-                        |r| {
-                            Ok(Totals {
-                                messages: r.get::<_, i64>(0)? as u64,
-                                prompt_tokens: r.get::<_, i64>(1)? as u64,
-                                completion_tokens: r.get::<_, i64>(2)? as u64,
-                                cost_usd: r.get(3)?,
-                                ..Totals::default()
-                            })
-                        },
-                    )
+                let mut stmt = conn
+                    .prepare("SELECT name FROM skill_switch ORDER BY name")
                     .map_err(sql)?;
-                (totals.skill_calls, totals.skill_failures) = conn
-                    .query_row(
-                        "SELECT COUNT(*), COALESCE(SUM(success = 0), 0) FROM skill_log",
-                        [],
-                        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                let names = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+                names.collect::<Result<_, _>>().map_err(sql)
+            })
+            .await
+    }
+
+    async fn switch_skill(&self, name: &str, off: bool) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.db
+            .call(move |conn| {
+                if off {
+                    conn.execute(
+                        "INSERT OR REPLACE INTO skill_switch (name, at_ms) VALUES (?1, ?2)",
+                        params![name, now_ms()],
                     )
-                    .map_err(sql)?;
-                Ok(totals)
+                } else {
+                    conn.execute("DELETE FROM skill_switch WHERE name = ?1", [name])
+                }
+                .map_err(sql)?;
+                Ok(())
             })
             .await
     }
