@@ -653,9 +653,30 @@ impl Molten {
     }
 }
 
+/// Every secret the test config holds: none may appear in a log line.
+pub const TEST_SECRETS: [&str; 6] = [
+    TELEGRAM_TOKEN,
+    TELEGRAM_SECRET,
+    SLACK_SECRET,
+    SLACK_TOKEN,
+    ADMIN_TOKEN,
+    "sk-test-key-that-must-not-leak-0123456789",
+];
+
 impl Drop for Molten {
+    /// Stops molten, and fails the test if its log holds a secret of the test config.
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        for secret in TEST_SECRETS {
+            assert!(
+                !log.contains(secret),
+                "the log holds the secret {secret:?}:\n{log}"
+            );
+        }
     }
 }
 

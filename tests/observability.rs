@@ -9,7 +9,14 @@ use crate::fakes::{config, llm_text, llm_tool, Fake, Molten, ADMIN_TOKEN};
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_a_conversation() {
     let fake = Fake::start().await;
-    let molten = Molten::start(&config(&fake, ""), &[]).await;
+    let molten = Molten::start(
+        &config(&fake, "").replace(
+            "admin_token = ",
+            "metrics_token = \"scrape-only-token\"\nadmin_token = ",
+        ),
+        &[],
+    )
+    .await;
     fake.script_llm([
         llm_tool(
             "m1",
@@ -60,6 +67,21 @@ async fn metrics_count_a_conversation() {
         assert!(text.contains(expected), "{expected}\n{text}");
     }
     assert!(!text.contains(ADMIN_TOKEN) && !text.contains("sk-test-key"));
+    // The scrape token opens /metrics and nothing else.
+    let scraped = molten.get("/metrics", Some("scrape-only-token")).await;
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped
+        .text()
+        .await
+        .unwrap()
+        .contains("molten_replies_sent_total 1"));
+    assert_eq!(
+        molten
+            .get("/admin/status", Some("scrape-only-token"))
+            .await
+            .status(),
+        401
+    );
 }
 
 /// Replies sent to Telegram chat `chat`, in order.
@@ -367,4 +389,70 @@ async fn skill_calls_count_their_fuel() {
         .parse()
         .unwrap();
     assert!(fuel > 1000, "a call burns fuel: {fuel}");
+}
+
+/// Waits until the current minute has at least 15 s left, so that a burst of messages falls in
+/// one per-minute window.
+async fn early_in_a_minute() {
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60
+        > 45
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_azure_two_workers_share_the_limits() {
+    use crate::azurite::{azurite, Names};
+    let fake = Fake::start().await;
+    // Each turn costs 0.08 USD: the budget is five turns.
+    let settings = config(
+        &fake,
+        &format!(
+            "{}\n[worker]\nconcurrency = 2\n[limits]\nmessages_per_minute = 3\nglobal_daily_usd = 0.4\n",
+            Names::new().section(&azurite().connection_string())
+        ),
+    );
+    let ingress = Molten::start(&settings, &["--role", "ingress"]).await;
+    let _workers = [
+        Molten::start(&settings, &["--role", "worker"]).await,
+        Molten::start(&settings, &["--role", "worker"]).await,
+    ];
+    let slow = || llm_text("ok").delayed(Duration::from_millis(150));
+    fake.script_llm((0..40).map(|_| slow()));
+
+    // One user, six messages at once: the per-minute counter is exact across replicas.
+    early_in_a_minute().await;
+    for i in 0..6 {
+        ingress.telegram(100 + i, 5, "hello").await;
+    }
+    let replies = replies_to(&fake, 6).await;
+    let limited = replies
+        .iter()
+        .filter(|r| r.starts_with("You are sending messages faster than the 3 a minute"))
+        .count();
+    assert_eq!((limited, fake.llm_requests().len()), (3, 3), "{replies:?}");
+
+    // Sixteen users at once against the two turns of budget left: both workers check and
+    // charge the same counter, so together they overshoot by at most the turns they can have
+    // in flight (2 workers x concurrency 2).
+    for i in 0..16 {
+        ingress.telegram(200 + i, 1000 + i, "hello").await;
+    }
+    let replies = replies_to(&fake, 22).await;
+    let turns = fake.llm_requests().len() - 3;
+    let refused = replies[6..]
+        .iter()
+        .filter(|r| r.starts_with("This assistant has used its budget for today."))
+        .count();
+    eprintln!("{turns} turns for a budget of 2 turns");
+    assert_eq!(turns + refused, 16, "{replies:?}");
+    assert!(
+        (2..=2 + 4).contains(&turns),
+        "{turns} turns past a budget of 2"
+    );
 }

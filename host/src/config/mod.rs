@@ -117,6 +117,7 @@ pub enum ConfigError {
 pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_LISTEN", "server", "listen"),
     ("MOLTEN_ADMIN_TOKEN", "server", "admin_token"),
+    ("MOLTEN_METRICS_TOKEN", "server", "metrics_token"),
     ("MOLTEN_LLM_PROVIDER", "llm", "provider"),
     ("MOLTEN_LLM_BASE_URL", "llm", "base_url"),
     ("MOLTEN_LLM_MODEL", "llm", "model"),
@@ -305,6 +306,7 @@ impl Config {
     pub fn secret_values(&self) -> Vec<String> {
         let mut secrets: Vec<&Secret> = Vec::new();
         secrets.extend(&self.server.admin_token);
+        secrets.extend(&self.server.metrics_token);
         if let Some(llm) = &self.llm {
             secrets.extend(&llm.api_key);
         }

@@ -16,6 +16,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Bearer token for `/admin/*`; admin routes answer 401 while it is unset.
     pub admin_token: Option<Secret>,
+    /// A bearer token that opens `/metrics` only, for a scraper that should not hold the
+    /// admin token.
+    pub metrics_token: Option<Secret>,
 }
 
 /// `[worker]`
@@ -216,6 +219,7 @@ pub(super) struct ServerFile {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
     admin_token: Option<Secret>,
+    metrics_token: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,6 +237,7 @@ impl ServerFile {
             listen: parse_addr(self.listen.as_deref().unwrap_or("127.0.0.1:8080"))?,
             max_body_bytes: positive("server.max_body_bytes", self.max_body_bytes, 1 << 20)?,
             admin_token: self.admin_token.filter(|t| !t.expose().is_empty()),
+            metrics_token: self.metrics_token.filter(|t| !t.expose().is_empty()),
         })
     }
 }

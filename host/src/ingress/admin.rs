@@ -134,6 +134,20 @@ pub async fn status(
     })))
 }
 
+/// The bearer token of a request ("" without one).
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
+/// Whether `given` is the configured `token`, compared in constant time.
+fn matches(given: &str, token: Option<&crate::secrets::Secret>) -> bool {
+    token.is_some_and(|t| bool::from(given.as_bytes().ct_eq(t.expose().as_bytes())))
+}
+
 /// Refuses a request without the admin bearer token or, with `[admin]`, a valid Entra token.
 /// Why a token was refused is logged, never answered.
 async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
@@ -143,15 +157,8 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError
             "the admin token is not set; set server.admin_token or MOLTEN_ADMIN_TOKEN (or [admin] for Entra ID tokens)".into(),
         ));
     }
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if token
-        .as_ref()
-        .is_some_and(|t| bool::from(given.as_bytes().ct_eq(t.expose().as_bytes())))
-    {
+    let given = bearer(headers);
+    if matches(given, token.as_ref()) {
         return Ok(());
     }
     if let (Some(entra), false) = (entra, given.is_empty()) {
@@ -295,13 +302,15 @@ pub async fn usage(
     Ok(Json(report(&state, &query).await?))
 }
 
-/// Every metric in the Prometheus text format, behind the admin token (the queue's depth and
-/// oldest message are sampled now).
+/// Every metric in the Prometheus text format, behind the admin token or the scrape token
+/// (`server.metrics_token`); the queue's depth and oldest message are sampled now.
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, AppError> {
-    authorize(&state, &headers).await?;
+    if !matches(bearer(&headers), state.config.server.metrics_token.as_ref()) {
+        authorize(&state, &headers).await?;
+    }
     if let Ok(depth) = state.queue.depth().await {
         state.metrics.queue_depth.set(depth as i64);
     }
