@@ -269,6 +269,9 @@ async fn handle(
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| llm_text("default answer"))
+    } else if path == "/v1/traces" {
+        // An OTLP/HTTP collector taking spans as JSON.
+        Scripted::ok(json!({ "partialSuccess": {} }))
     } else if path.ends_with("/oauth2/v2.0/token") {
         Scripted::ok(
             json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,

@@ -456,3 +456,118 @@ async fn on_azure_two_workers_share_the_limits() {
         "{turns} turns past a budget of 2"
     );
 }
+
+/// Every span the fake collector got, by name: (trace id, span id, parent span id, attributes).
+fn exported_spans(fake: &Fake) -> Vec<(String, serde_json::Value)> {
+    let mut spans = Vec::new();
+    for export in fake.requests("/v1/traces") {
+        for resource in export.body["resourceSpans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let service = &resource["resource"]["attributes"];
+            assert!(
+                service
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == "molten"),
+                "{service}"
+            );
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    spans.push((span["name"].as_str().unwrap().to_owned(), span.clone()));
+                }
+            }
+        }
+    }
+    spans
+}
+
+fn attribute<'a>(span: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    span["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == key)
+        .map_or(&serde_json::Value::Null, |a| &a["value"]["stringValue"])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_turn_is_one_trace_from_webhook_to_reply() {
+    let fake = Fake::start().await;
+    let telemetry = format!(
+        "[telemetry]\notlp_endpoint = \"{}\"\nexport_delay_ms = 100\n",
+        fake.url()
+    );
+    let molten = Molten::start(&config(&fake, &telemetry), &[]).await;
+    fake.script_llm([
+        llm_tool(
+            "t1",
+            "text_editor",
+            json!({"command": "create", "path": "/tmp/t.txt", "file_text": "t"}),
+        ),
+        llm_text("Saved."),
+        llm_text("Hello."),
+    ]);
+    molten.telegram(1, 3, "save t").await;
+    replies_to(&fake, 1).await;
+    molten.telegram(2, 4, "hi").await;
+    replies_to(&fake, 2).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans = exported_spans(&fake);
+        if spans.iter().filter(|(n, _)| n == "reply").count() == 2 {
+            break spans;
+        }
+        assert!(std::time::Instant::now() < deadline, "{spans:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut traces: std::collections::BTreeMap<String, Vec<&(String, serde_json::Value)>> =
+        Default::default();
+    for span in &spans {
+        traces
+            .entry(span.1["traceId"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(span);
+    }
+    assert_eq!(traces.len(), 2, "one trace per turn: {traces:?}");
+    for (trace, spans) in &traces {
+        assert_eq!(trace.len(), 32);
+        let one = |name: &str| {
+            let found: Vec<_> = spans.iter().filter(|(n, _)| n == name).collect();
+            assert_eq!(found.len(), 1, "{name} in {spans:?}");
+            &found[0].1
+        };
+        let id = |span: &serde_json::Value| span["spanId"].as_str().unwrap().to_owned();
+        let parent = |span: &serde_json::Value| span["parentSpanId"].as_str().unwrap().to_owned();
+        let (webhook, enqueue, turn) = (one("webhook"), one("enqueue"), one("turn"));
+        // The webhook is the root; the turn, run by the worker from the queue, its grandchild.
+        assert_eq!(parent(webhook), "");
+        assert_eq!(attribute(webhook, "route"), "/webhook/telegram");
+        assert_eq!(parent(enqueue), id(webhook));
+        assert_eq!(parent(turn), id(enqueue));
+        assert_eq!(parent(one("reply")), id(turn));
+        let rounds: Vec<_> = spans.iter().filter(|(n, _)| n == "llm").collect();
+        assert!(rounds.iter().all(|(_, s)| parent(s) == id(turn)));
+        assert!(rounds
+            .iter()
+            .all(|(_, s)| attribute(s, "model") == "fake-model"));
+        let skills: Vec<_> = spans.iter().filter(|(n, _)| n == "skill").collect();
+        match attribute(turn, "user").as_str().unwrap() {
+            "telegram:3" => {
+                assert_eq!((rounds.len(), skills.len()), (2, 1), "{spans:?}");
+                assert_eq!(attribute(&skills[0].1, "skill"), "text_editor");
+                assert_eq!(parent(&skills[0].1), id(turn));
+            }
+            "telegram:4" => assert_eq!((rounds.len(), skills.len()), (1, 0), "{spans:?}"),
+            other => panic!("a turn of {other}"),
+        }
+    }
+    let exported = serde_json::to_string(&spans).unwrap();
+    for secret in crate::fakes::TEST_SECRETS {
+        assert!(!exported.contains(secret), "a span holds {secret}");
+    }
+}

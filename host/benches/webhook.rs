@@ -5,10 +5,15 @@
 //! - `pipeline`: webhook to reply sent, with a zero-latency model that asks for one
 //!   `text_editor` call and then answers.
 //!
+//! Each runs twice, in a child process each: observability off (the log at its default level,
+//! no traces, nobody scraping), then on (every span exported over OTLP to a loopback collector,
+//! `/metrics` scraped every 100 ms).
+//!
 //! Run with `scripts/build-skills && cargo bench --bench webhook [ack|pipeline]`.
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,14 +31,95 @@ const ACK_REQUESTS: usize = 40_000;
 const ACK_CONNECTIONS: usize = 32;
 const TURNS: usize = 500;
 
+/// Set in a child: `off` or `on`.
+const OBSERVED: &str = "MOLTEN_BENCH_OBSERVED";
+
 fn main() {
+    let Ok(mode) = std::env::var(OBSERVED) else {
+        // A subscriber is set once per process: each mode gets its own.
+        let exe = std::env::current_exe().expect("own path");
+        for mode in ["off", "on"] {
+            let status = std::process::Command::new(&exe)
+                .args(std::env::args().skip(1))
+                .env(OBSERVED, mode)
+                .status()
+                .expect("run the benchmark");
+            assert!(status.success(), "the {mode} run failed");
+        }
+        return;
+    };
     let which = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let observed = mode == "on";
     if which.as_deref().is_none_or(|w| w == "ack") {
-        ack();
+        ack(observed);
     }
     if which.as_deref().is_none_or(|w| w == "pipeline") {
-        pipeline();
+        pipeline(observed);
     }
+}
+
+/// Installs the log as `molten serve` does and, when `observed`, an OTLP exporter to a loopback
+/// collector on `rt`; returns the exporter and the count of spans the collector got.
+fn observe(
+    rt: &tokio::runtime::Runtime,
+    observed: bool,
+) -> Option<(
+    opentelemetry_sdk::trace::SdkTracerProvider,
+    Arc<AtomicUsize>,
+)> {
+    if !observed {
+        molten::telemetry::install(false, "warn", None);
+        return None;
+    }
+    let spans = Arc::new(AtomicUsize::new(0));
+    let collector = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(collect))
+        .with_state(spans.clone());
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let endpoint = format!("http://{}/", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, collector).await.unwrap() });
+    let telemetry = molten::config::TelemetryConfig {
+        otlp_endpoint: Some(endpoint.parse().expect("url")),
+        service_name: "bench".into(),
+        export_delay: Duration::from_millis(500),
+    };
+    let provider = rt
+        .block_on(async { molten::telemetry::provider(&telemetry, http_client().expect("client")) })
+        .expect("a provider");
+    molten::telemetry::install(false, "warn", Some(&provider));
+    Some((provider, spans))
+}
+
+/// The loopback collector: counts the spans of each export.
+async fn collect(State(spans): State<Arc<AtomicUsize>>, Json(export): Json<Value>) -> Json<Value> {
+    let count = export["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .map_or(0, Vec::len);
+    spans.fetch_add(count, Ordering::Relaxed);
+    Json(json!({}))
+}
+
+/// Flushes the exporter and says how many spans the collector got.
+fn finish(
+    observation: Option<(
+        opentelemetry_sdk::trace::SdkTracerProvider,
+        Arc<AtomicUsize>,
+    )>,
+) {
+    if let Some((provider, spans)) = observation {
+        provider.shutdown().expect("flush the spans");
+        println!("  ({} spans exported)", spans.load(Ordering::Relaxed));
+    }
+}
+
+/// `ack` or `pipeline`, and whether observability is on.
+fn label(what: &str, observed: bool) -> String {
+    format!(
+        "{what} [observability {}]",
+        if observed { "on" } else { "off" }
+    )
 }
 
 fn config(dir: &std::path::Path, platform: &str, extra: &str) -> Config {
@@ -74,11 +160,13 @@ fn server_runtime() -> tokio::runtime::Runtime {
         .expect("tokio")
 }
 
-/// Starts `service` on an ephemeral port; returns its URL and the stop switch.
+/// Starts `service` on an ephemeral port (scraping its `/metrics` every 100 ms when
+/// `observed`); returns its URL and the stop switch.
 fn start(
     rt: &tokio::runtime::Runtime,
     service: Service,
     role: Role,
+    observed: bool,
 ) -> (String, watch::Sender<bool>) {
     let (stop, shutdown) = watch::channel(false);
     let listener = rt
@@ -91,12 +179,25 @@ fn start(
             .await
             .expect("serve")
     });
+    if observed {
+        let metrics = format!("{url}/metrics");
+        rt.spawn(async move {
+            let client = http_client().expect("client");
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Ok(response) = client.get(&metrics).bearer_auth("x").send().await {
+                    let _ = response.bytes().await;
+                }
+            }
+        });
+    }
     (url, stop)
 }
 
-fn ack() {
+fn ack(observed: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = server_runtime();
+    let observation = observe(&rt, observed);
     let service = rt
         .block_on(Service::build(
             config(dir.path(), "http://127.0.0.1:9", ""),
@@ -104,7 +205,7 @@ fn ack() {
         ))
         .expect("service");
     let queue = service.state.queue.clone();
-    let (url, _stop) = start(&rt, service, Role::Ingress);
+    let (url, _stop) = start(&rt, service, Role::Ingress, observed);
 
     // The load generator gets its own thread and single-threaded runtime, as a separate
     // process would; both share the machine's cores.
@@ -142,12 +243,13 @@ fn ack() {
     })
     .join()
     .expect("load generator");
-    report("webhook ack", samples.0, samples.1);
+    report(&label("webhook ack", observed), samples.0, samples.1);
     let depth = rt.block_on(queue.depth()).expect("depth");
     assert_eq!(
         depth as usize, ACK_REQUESTS,
         "every acknowledged webhook is queued"
     );
+    finish(observation);
 }
 
 async fn fake_llm(Json(request): Json<Value>) -> Json<Value> {
@@ -174,9 +276,10 @@ async fn fake_telegram(State(sent): State<mpsc::UnboundedSender<Instant>>) -> Js
     Json(json!({"ok": true, "result": {"message_id": 1}}))
 }
 
-fn pipeline() {
+fn pipeline(observed: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = server_runtime();
+    let observation = observe(&rt, observed);
     let (sent, mut rx) = mpsc::unbounded_channel();
     let fake = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(fake_llm))
@@ -192,7 +295,7 @@ fn pipeline() {
         .block_on(Service::build(config(dir.path(), &fake_url, &extra), None))
         .expect("service");
     let registry = service.state.registry.clone();
-    let (url, _stop) = start(&rt, service, Role::All);
+    let (url, _stop) = start(&rt, service, Role::All, observed);
     while !registry.progress().finished {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -218,5 +321,6 @@ fn pipeline() {
         }
         (start.elapsed(), samples)
     });
-    report("webhook->reply", samples.0, samples.1);
+    report(&label("webhook->reply", observed), samples.0, samples.1);
+    finish(observation);
 }

@@ -21,6 +21,10 @@ pub struct Envelope {
     /// /admin/poison/{id}/retry`): each retry is answered afresh, once.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retry: u32,
+    /// The W3C `traceparent` of the webhook that queued it, so the turn joins its trace
+    /// ([`crate::telemetry`]); none when traces are not exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -105,6 +109,7 @@ mod tests {
             message_id: "1.2".into(),
             text: "hi".into(),
             retry: 0,
+            trace: None,
         };
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""platform":"slack""#), "{json}");

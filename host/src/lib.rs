@@ -26,5 +26,6 @@ pub mod secrets;
 pub mod service;
 pub mod skills;
 pub mod store;
+pub mod telemetry;
 pub mod usage;
 pub mod worker;

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use molten::azure::KeyVaultSecrets;
 use molten::config::{AzureConfig, Config};
 use molten::service::{Role, Service, Startup};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::watch;
 
@@ -85,29 +86,17 @@ enum Command {
 fn main() -> ExitCode {
     let _crash_points = molten::crash::setup();
     raise_open_files_limit();
-    let cli = Cli::parse();
-    // A server says what goes wrong (and when plugins come and go) by default; a one-shot
-    // command only its errors. Colour only on a terminal, never in a log file.
-    let default_filter = match cli.command {
-        Command::Serve { .. } | Command::Chat => "warn,molten::plugins=info",
-        Command::Skill(_) | Command::Admin(_) => "error",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logs(format: LogFormat, default: &str, traces: Option<&SdkTracerProvider>) {
+    molten::telemetry::install(format == LogFormat::Json, default, traces);
 }
 
 /// Lifts the soft limit on open files to the hard one. Skills hold host descriptors (each call
@@ -132,10 +121,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // A server says what goes wrong (and when plugins come and go) by default; a one-shot
+    // command only its errors.
+    let default_filter = match cli.command {
+        Command::Serve { .. } | Command::Chat => "warn,molten::plugins=info",
+        Command::Skill(_) | Command::Admin(_) => "error",
+    };
     // Signing needs no configuration: it runs where plugins are built.
     let cli = match cli.command {
         Command::Skill(command) if !command.needs_config() => {
-            return tokio.block_on(skill_cli::run(None, command))
+            init_logs(cli.log_format, default_filter, None);
+            return tokio.block_on(skill_cli::run(None, command));
         }
         command => Cli { command, ..cli },
     };
@@ -148,19 +144,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(vault) => vault.config_values(env).await.map_err(anyhow::Error::msg)?,
             None => Default::default(),
         };
-        if !from_vault.is_empty() {
-            let names: Vec<&String> = from_vault.keys().collect();
-            tracing::info!(?names, "settings from Key Vault");
-        }
         let config = Config::load(
             cli.config.as_deref(),
             cli.data_dir,
             cli.skills_dirs,
             |var| env(var).or_else(|| from_vault.get(var).cloned()),
         )?;
+        // Only a server exports traces.
+        let traces = match cli.command {
+            Command::Serve { .. } => {
+                molten::telemetry::provider(&config.telemetry, molten::service::http_client()?)
+            }
+            _ => None,
+        };
+        init_logs(cli.log_format, default_filter, traces.as_ref());
+        if !from_vault.is_empty() {
+            let names: Vec<&String> = from_vault.keys().collect();
+            tracing::info!(?names, "settings from Key Vault");
+        }
         match cli.command {
             Command::Skill(command) => skill_cli::run(Some(&config), command).await,
-            Command::Serve { role, listen } => serve(config, role, listen, cli.log_format).await,
+            Command::Serve { role, listen } => {
+                let served = serve(config, role, listen, cli.log_format).await;
+                if let Some(provider) = traces {
+                    // Sends the last spans; blocking, so off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+                }
+                served
+            }
             Command::Chat => chat(config).await,
             Command::Admin(command) => admin_cli::run(&config, command).await,
         }

@@ -354,6 +354,7 @@ impl Service {
             message_id: format!("{}-{seq}", std::process::id()),
             text: line.to_owned(),
             retry: 0,
+            trace: None,
         };
         let body = serde_json::to_string(&envelope).expect("an envelope serialises");
         self.state.queue.enqueue(&body).await?;

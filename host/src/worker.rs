@@ -163,6 +163,7 @@ impl Worker {
             channel = envelope.reply_to.channel(),
             user = %self.config.privacy.log_user(&envelope.user_key()),
         );
+        crate::telemetry::continue_trace(&span, envelope.trace.as_deref());
         self.handle_envelope(leased, envelope)
             .instrument(span)
             .await
@@ -254,7 +255,12 @@ impl Worker {
         };
         let reply = self.redactor.redact(&reply);
         crate::crash::point("worker.answered");
-        if let Err(e) = self.channels.send(&envelope.reply_to, &reply).await {
+        let delivered = self
+            .channels
+            .send(&envelope.reply_to, &reply)
+            .instrument(tracing::debug_span!("reply"))
+            .await;
+        if let Err(e) = delivered {
             tracing::error!(error = %e, key = %envelope.dedupe_key(), "reply not delivered; the message stays queued");
             Metrics::bump(&self.metrics.delivery_failures);
             return None;

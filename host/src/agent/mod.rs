@@ -13,6 +13,7 @@ use crate::metrics::{Metrics, ModelLabels, SkillLabels, SkillName, TokenLabels};
 use crate::redact::Redactor;
 use crate::skills::{CallContext, Registry};
 use crate::store::{SessionMessage, SkillCallRecord, Store, StoreError, UsageRecord};
+use tracing::Instrument as _;
 
 /// Model calls that may ask for tools before the answer is forced.
 pub const MAX_TOOL_ROUNDS: usize = 5;
@@ -193,7 +194,11 @@ impl Agent {
             }
         }
         let started = Instant::now();
-        let completion = self.llm.complete(&request).await;
+        let completion = self
+            .llm
+            .complete(&request)
+            .instrument(tracing::debug_span!("llm", model = %self.llm.model()))
+            .await;
         self.metrics
             .llm_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -227,6 +232,7 @@ impl Agent {
         let result = self
             .registry
             .invoke(name, &call.function.arguments, context)
+            .instrument(tracing::debug_span!("skill", skill = %name))
             .await;
         let duration = started.elapsed();
         let result_label = if result.is_ok() { "ok" } else { "error" };

@@ -24,7 +24,9 @@ pub use self::azure::AzureConfig;
 pub use self::channels::{DiscordConfig, SlackConfig, TelegramConfig};
 pub use self::llm::{AgentConfig, LlmConfig, LlmProvider, Price, SafetyConfig};
 pub use self::plugins::PluginsConfig;
-pub use self::server::{AdminConfig, LimitsConfig, PrivacyConfig, ServerConfig, WorkerConfig};
+pub use self::server::{
+    AdminConfig, LimitsConfig, PrivacyConfig, ServerConfig, TelemetryConfig, WorkerConfig,
+};
 pub use self::skills::GraphConfig;
 use crate::secrets::Secret;
 
@@ -77,6 +79,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Per-user rate limits and daily spend caps (`[limits]`).
     pub limits: LimitsConfig,
+    /// OpenTelemetry traces (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
     /// Entra ID tokens for the admin routes (`[admin]`), if configured.
     pub admin: Option<AdminConfig>,
 }
@@ -145,6 +149,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_PLUGINS_CONTAINER", "plugins", "container"),
     ("MOLTEN_AZURE_CLIENT_ID", "azure", "client_id"),
     ("MOLTEN_PRIVACY_SALT", "privacy", "salt"),
+    ("MOLTEN_OTLP_ENDPOINT", "telemetry", "otlp_endpoint"),
 ];
 
 /// The file as written; every key optional.
@@ -186,6 +191,8 @@ struct File {
     admin: server::AdminFile,
     #[serde(default)]
     privacy: server::PrivacyFile,
+    #[serde(default)]
+    telemetry: server::TelemetryFile,
 }
 
 impl Config {
@@ -281,6 +288,7 @@ impl Config {
             plugins,
             limits: file.limits.build()?,
             admin: file.admin.build()?,
+            telemetry: file.telemetry.build()?,
             prices: file.prices,
             telegram,
             slack,

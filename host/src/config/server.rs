@@ -36,6 +36,57 @@ pub struct WorkerConfig {
     pub privacy: PrivacyConfig,
 }
 
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (off unless `otlp_endpoint` is set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://localhost:4318/` (traces are posted to
+    /// `v1/traces` under it).
+    pub otlp_endpoint: Option<reqwest::Url>,
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// How long spans wait to be sent in one batch.
+    pub export_delay: Duration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TelemetryFile {
+    otlp_endpoint: Option<String>,
+    service_name: Option<String>,
+    export_delay_ms: Option<u64>,
+}
+
+impl TelemetryFile {
+    pub(super) fn build(self) -> Result<TelemetryConfig, ConfigError> {
+        let otlp_endpoint = self
+            .otlp_endpoint
+            .filter(|e| !e.is_empty())
+            .map(|text| {
+                // A base without a trailing slash would lose its last segment in `join`.
+                let text = if text.ends_with('/') { text } else { format!("{text}/") };
+                reqwest::Url::parse(&text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        key: "telemetry.otlp_endpoint".into(),
+                        message: format!(
+                            "{text:?} is not an http(s) URL; write the collector's OTLP/HTTP address, e.g. http://localhost:4318"
+                        ),
+                    })
+            })
+            .transpose()?;
+        Ok(TelemetryConfig {
+            otlp_endpoint,
+            service_name: self.service_name.unwrap_or_else(|| "molten".to_owned()),
+            export_delay: Duration::from_millis(positive(
+                "telemetry.export_delay_ms",
+                self.export_delay_ms,
+                2000,
+            )?),
+        })
+    }
+}
+
 /// `[privacy]`: what log lines say about users.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PrivacyConfig {

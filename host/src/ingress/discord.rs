@@ -123,6 +123,7 @@ pub async fn webhook(
         message_id: id,
         text,
         retry: 0,
+        trace: None,
     };
     state.accept(&envelope).await?;
     Ok(Json(json!({ "type": DEFERRED_CHANNEL_MESSAGE })))

@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::envelope::Envelope;
@@ -81,7 +82,13 @@ pub fn router(state: AppState) -> Router {
                         .extensions()
                         .get::<axum::extract::MatchedPath>()
                         .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
-                    let response = next.run(request).await;
+                    // A webhook starts the trace of a turn (see crate::telemetry).
+                    let response = if route.starts_with("/webhook/") {
+                        let span = tracing::debug_span!("webhook", route = %route);
+                        next.run(request).instrument(span).await
+                    } else {
+                        next.run(request).await
+                    };
                     state
                         .metrics
                         .requests
@@ -241,10 +248,16 @@ impl AppState {
     /// Queues a message unless it was queued before (a platform resend).
     async fn accept(&self, envelope: &Envelope) -> Result<(), AppError> {
         let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(e.to_string());
-        let body = serde_json::to_string(envelope).map_err(|e| unavailable(&e))?;
+        let span = tracing::debug_span!("enqueue", message = %envelope.message_id);
+        let envelope = Envelope {
+            trace: span.in_scope(crate::telemetry::current_traceparent),
+            ..envelope.clone()
+        };
+        let body = serde_json::to_string(&envelope).map_err(|e| unavailable(&e))?;
         let queued = self
             .queue
             .enqueue_once(&envelope.dedupe_key(), &body)
+            .instrument(span)
             .await
             .map_err(|e| unavailable(&e))?;
         // Queued and its key recorded, not yet acknowledged: the platform resends, and the

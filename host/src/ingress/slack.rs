@@ -82,6 +82,7 @@ pub async fn webhook(
         user,
         text: strip_mentions(&text),
         retry: 0,
+        trace: None,
         // A mention arrives as both `message` and `app_mention`, and retries repeat it: the
         // message's channel and ts identify it in every case.
         message_id: format!("{channel}:{ts}"),

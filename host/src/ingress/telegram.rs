@@ -71,6 +71,7 @@ pub async fn webhook(
         message_id: update.update_id.to_string(),
         text,
         retry: 0,
+        trace: None,
     };
     state.accept(&envelope).await?;
     Ok(StatusCode::OK)
