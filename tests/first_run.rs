@@ -307,3 +307,35 @@ async fn with_hash_user_ids_log_lines_name_a_keyed_hash_of_the_user() {
     let (_, other) = json_log_of_a_turn("[privacy]\nhash_user_ids = true\nsalt = \"salt\"\n").await;
     assert_ne!(other["span"]["user"].as_str().unwrap(), user);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn molten_health_is_the_container_health_check() {
+    let fake = Fake::start().await;
+    let molten = Molten::start(&config(&fake, ""), &[]).await;
+    let listen = molten.url.trim_start_matches("http://").to_owned();
+    let port = listen.rsplit(':').next().unwrap().to_owned();
+    for args in [vec!["health"], vec!["health", "--ready"]] {
+        // As the image sets it: every interface, which the check reaches on this machine.
+        let out = molten
+            .cli(&args)
+            .env("MOLTEN_LISTEN", format!("0.0.0.0:{port}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(molten);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+        .args(["health", "--listen", &listen])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("no molten answers at http://{listen}/healthz")),
+        "{said}"
+    );
+}

@@ -35,26 +35,30 @@ const TURNS: usize = 500;
 const OBSERVED: &str = "MOLTEN_BENCH_OBSERVED";
 
 fn main() {
+    let which = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let Ok(mode) = std::env::var(OBSERVED) else {
-        // A subscriber is set once per process: each mode gets its own.
+        // A subscriber is set once per process: each benchmark and mode gets its own.
         let exe = std::env::current_exe().expect("own path");
-        for mode in ["off", "on"] {
-            let status = std::process::Command::new(&exe)
-                .args(std::env::args().skip(1))
-                .env(OBSERVED, mode)
-                .status()
-                .expect("run the benchmark");
-            assert!(status.success(), "the {mode} run failed");
+        for bench in ["ack", "pipeline"] {
+            if which.as_deref().is_some_and(|w| w != bench) {
+                continue;
+            }
+            for mode in ["off", "on"] {
+                let status = std::process::Command::new(&exe)
+                    .arg(bench)
+                    .env(OBSERVED, mode)
+                    .status()
+                    .expect("run the benchmark");
+                assert!(status.success(), "{bench} with observability {mode} failed");
+            }
         }
         return;
     };
-    let which = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let observed = mode == "on";
-    if which.as_deref().is_none_or(|w| w == "ack") {
-        ack(observed);
-    }
-    if which.as_deref().is_none_or(|w| w == "pipeline") {
-        pipeline(observed);
+    match which.as_deref() {
+        Some("ack") => ack(observed),
+        Some("pipeline") => pipeline(observed),
+        other => panic!("no benchmark {other:?}: ack or pipeline"),
     }
 }
 
@@ -80,7 +84,7 @@ fn observe(
         .expect("bind");
     let endpoint = format!("http://{}/", listener.local_addr().unwrap());
     rt.spawn(async move { axum::serve(listener, collector).await.unwrap() });
-    let telemetry = molten::config::TelemetryConfig {
+    let telemetry = molten::telemetry::TelemetryConfig {
         otlp_endpoint: Some(endpoint.parse().expect("url")),
         service_name: "bench".into(),
         export_delay: Duration::from_millis(500),

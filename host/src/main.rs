@@ -78,9 +78,18 @@ enum Command {
     /// List and run skills.
     #[command(subcommand)]
     Skill(skill_cli::SkillCommand),
-    /// Ask a running molten for its status, skills or poisoned messages.
+    /// Ask a running molten for its status, usage, skills or poisoned messages.
     #[command(subcommand)]
     Admin(admin_cli::AdminCommand),
+    /// Exit 0 if a molten answers on this machine (the container image's health check).
+    Health {
+        /// Its address [default: MOLTEN_LISTEN, else 127.0.0.1:8080; 0.0.0.0 means this machine]
+        #[arg(long, env = "MOLTEN_LISTEN")]
+        listen: Option<String>,
+        /// Ask whether it is ready (GET /ready) instead of alive (GET /healthz).
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,7 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // command only its errors.
     let default_filter = match cli.command {
         Command::Serve { .. } | Command::Chat => "warn,molten::plugins=info",
-        Command::Skill(_) | Command::Admin(_) => "error",
+        Command::Skill(_) | Command::Admin(_) | Command::Health { .. } => "error",
     };
     // Signing needs no configuration: it runs where plugins are built.
     let cli = match cli.command {
@@ -133,6 +142,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logs(cli.log_format, default_filter, None);
             return tokio.block_on(skill_cli::run(None, command));
         }
+        // Run every few seconds by a container runtime: no config, no Key Vault.
+        Command::Health { listen, ready } => return tokio.block_on(health(listen, ready)),
         command => Cli { command, ..cli },
     };
     let env = |var: &str| std::env::var(var).ok();
@@ -173,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 served
             }
             Command::Chat => chat(config).await,
+            Command::Health { .. } => unreachable!("answered before the config is read"),
             Command::Admin(command) => admin_cli::run(&config, command).await,
         }
     })
@@ -243,6 +255,31 @@ fn startup_reporter(format: LogFormat) -> impl FnMut(Startup<'_>) {
             }
         }
         Startup::Ready(banner) => say(&banner),
+    }
+}
+
+/// `molten health`: GET /healthz (or /ready) on `listen`; success only on a 200.
+async fn health(listen: Option<String>, ready: bool) -> anyhow::Result<ExitCode> {
+    let listen = listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let mut addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("MOLTEN_LISTEN={listen:?} is not an address like 0.0.0.0:8080"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/{}", if ready { "ready" } else { "healthz" });
+    let response = molten::service::http_client()?
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(|| format!("no molten answers at {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!("{url}: {status} {body}")
     }
 }
 

@@ -91,23 +91,9 @@ pub struct Service {
 async fn follow_switches(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => apply_switches(&state).await,
+            _ = tokio::time::sleep(every) => crate::ingress::apply_switches(&state).await,
             _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => return,
         }
-    }
-}
-
-/// Reads the skills switched off from the store and applies them to the registry.
-pub async fn apply_switches(state: &AppState) {
-    match state.store.switched_off().await {
-        Ok(names) => {
-            let names = names.into_iter().collect();
-            for name in state.registry.switch_off(&names) {
-                let off = names.contains(&name);
-                tracing::info!(skill = %name, "skill switched {}", if off { "off" } else { "on" });
-            }
-        }
-        Err(error) => tracing::warn!(%error, "cannot read the skills switched off; trying again"),
     }
 }
 
@@ -250,7 +236,7 @@ impl Service {
         for error in self.state.registry.errors() {
             tracing::error!(%error, "skill not loaded");
         }
-        apply_switches(&self.state).await;
+        crate::ingress::apply_switches(&self.state).await;
         report(Startup::Ready(self.banner(role, addr)));
         tokio::spawn(self.plugins.clone().run(shutdown.clone()));
         tokio::spawn(follow_switches(

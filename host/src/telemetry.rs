@@ -22,7 +22,17 @@ use opentelemetry_sdk::Resource;
 use serde_json::{json, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::config::TelemetryConfig;
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (off unless `otlp_endpoint` is set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://localhost:4318/` (traces are posted to
+    /// `v1/traces` under it).
+    pub otlp_endpoint: Option<reqwest::Url>,
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// How long spans wait to be sent in one batch.
+    pub export_delay: Duration,
+}
 
 /// How long one export may take before it is given up (the batch is dropped, not retried).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);

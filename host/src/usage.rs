@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::db::now_ms;
-use crate::store::{SkillCallRecord, UsageRecord};
 
 const DAY_MS: i64 = 86_400_000;
 /// Duration buckets per doubling: a percentile is known to within 2^(1/4), about 19%.
@@ -76,24 +75,12 @@ pub struct Rollup {
 }
 
 impl Rollup {
-    /// What one answered message adds.
-    pub fn of_usage(usage: &UsageRecord) -> Self {
-        Self {
-            messages: 1,
-            llm_calls: u64::from(usage.llm_calls),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            cost_usd: usage.cost_usd,
-            ..Self::default()
-        }
-    }
-
-    /// What one skill call adds.
-    pub fn of_call(call: &SkillCallRecord) -> Self {
-        let ms = u64::try_from(call.duration.as_millis()).unwrap_or(u64::MAX);
+    /// What one skill call of `duration` adds.
+    pub fn of_call(duration: std::time::Duration, success: bool) -> Self {
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         Self {
             calls: 1,
-            failures: u64::from(!call.success),
+            failures: u64::from(!success),
             duration_ms: ms,
             buckets: BTreeMap::from([(bucket(ms), 1)]),
             ..Self::default()
@@ -369,12 +356,7 @@ mod tests {
     fn p95_is_within_a_bucket_of_the_truth() {
         let mut totals = Rollup::default();
         for ms in 1..=100u64 {
-            totals.add(&Rollup {
-                calls: 1,
-                duration_ms: ms,
-                buckets: BTreeMap::from([(bucket(ms), 1)]),
-                ..Rollup::default()
-            });
+            totals.add(&Rollup::of_call(std::time::Duration::from_millis(ms), true));
         }
         let p95 = totals.p95_ms().unwrap();
         assert!((95..=113).contains(&p95), "p95 {p95}");
@@ -411,13 +393,7 @@ mod tests {
             cost_usd: cost,
             ..Rollup::default()
         };
-        let call = |ok: bool| Rollup {
-            calls: 1,
-            failures: u64::from(!ok),
-            duration_ms: 4,
-            buckets: BTreeMap::from([(bucket(4), 1)]),
-            ..Rollup::default()
-        };
+        let call = |ok: bool| Rollup::of_call(std::time::Duration::from_millis(4), ok);
         let row = |day, user: &str, skill: &str, totals| RollupRow {
             day,
             user: user.into(),

@@ -24,9 +24,7 @@ pub use self::azure::AzureConfig;
 pub use self::channels::{DiscordConfig, SlackConfig, TelegramConfig};
 pub use self::llm::{AgentConfig, LlmConfig, LlmProvider, Price, SafetyConfig};
 pub use self::plugins::PluginsConfig;
-pub use self::server::{
-    AdminConfig, LimitsConfig, PrivacyConfig, ServerConfig, TelemetryConfig, WorkerConfig,
-};
+pub use self::server::{AdminConfig, LimitsConfig, PrivacyConfig, ServerConfig, WorkerConfig};
 pub use self::skills::GraphConfig;
 use crate::secrets::Secret;
 
@@ -80,7 +78,7 @@ pub struct Config {
     /// Per-user rate limits and daily spend caps (`[limits]`).
     pub limits: LimitsConfig,
     /// OpenTelemetry traces (`[telemetry]`).
-    pub telemetry: TelemetryConfig,
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Entra ID tokens for the admin routes (`[admin]`), if configured.
     pub admin: Option<AdminConfig>,
 }

@@ -36,18 +36,6 @@ pub struct WorkerConfig {
     pub privacy: PrivacyConfig,
 }
 
-/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (off unless `otlp_endpoint` is set).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetryConfig {
-    /// The collector's OTLP/HTTP base URL, e.g. `http://localhost:4318/` (traces are posted to
-    /// `v1/traces` under it).
-    pub otlp_endpoint: Option<reqwest::Url>,
-    /// `service.name` of every span.
-    pub service_name: String,
-    /// How long spans wait to be sent in one batch.
-    pub export_delay: Duration,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TelemetryFile {
@@ -57,7 +45,7 @@ pub(super) struct TelemetryFile {
 }
 
 impl TelemetryFile {
-    pub(super) fn build(self) -> Result<TelemetryConfig, ConfigError> {
+    pub(super) fn build(self) -> Result<crate::telemetry::TelemetryConfig, ConfigError> {
         let otlp_endpoint = self
             .otlp_endpoint
             .filter(|e| !e.is_empty())
@@ -75,7 +63,7 @@ impl TelemetryFile {
                     })
             })
             .transpose()?;
-        Ok(TelemetryConfig {
+        Ok(crate::telemetry::TelemetryConfig {
             otlp_endpoint,
             service_name: self.service_name.unwrap_or_else(|| "molten".to_owned()),
             export_delay: Duration::from_millis(positive(

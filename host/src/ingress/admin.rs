@@ -280,7 +280,7 @@ async fn switch(
         .switch_skill(&name, off)
         .await
         .map_err(|e| unavailable(&e))?;
-    crate::service::apply_switches(&state).await;
+    apply_switches(&state).await;
     tracing::warn!(skill = %name, "skill {} by the operator", if off { "disabled" } else { "enabled" });
     Ok(Json(json!({
         "skill": name,
@@ -384,4 +384,18 @@ pub async fn retry_poisoned(
     Ok(Json(
         json!({ "requeued": id, "key": envelope.dedupe_key() }),
     ))
+}
+
+/// Reads the skills switched off from the store and applies them to the registry.
+pub async fn apply_switches(state: &AppState) {
+    match state.store.switched_off().await {
+        Ok(names) => {
+            let names = names.into_iter().collect();
+            for name in state.registry.switch_off(&names) {
+                let off = names.contains(&name);
+                tracing::info!(skill = %name, "skill switched {}", if off { "off" } else { "on" });
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read the skills switched off; trying again"),
+    }
 }

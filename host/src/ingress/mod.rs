@@ -9,6 +9,8 @@ mod slack;
 mod telegram;
 pub mod verify;
 
+pub use admin::apply_switches;
+
 use std::sync::Arc;
 use std::time::Instant;
 

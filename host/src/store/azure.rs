@@ -452,8 +452,7 @@ impl Store for AzureStore {
         });
         // The totals first: a crash between the two loses a log row, never a cost a cap or
         // report counts.
-        self.add_rollup(&usage.user, "", &Rollup::of_usage(usage))
-            .await?;
+        self.add_rollup(&usage.user, "", &usage.rollup()).await?;
         self.tables
             .insert(&self.usage, &entity)
             .await
@@ -512,7 +511,7 @@ impl Store for AzureStore {
             "duration_ms": millis(call.duration).to_string(),
             "duration_ms@odata.type": "Edm.Int64",
         });
-        self.add_rollup(&call.user, &call.skill, &Rollup::of_call(call))
+        self.add_rollup(&call.user, &call.skill, &call.rollup())
             .await?;
         self.tables
             .insert(&self.skills, &entity)

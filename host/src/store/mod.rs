@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::usage::{Day, RollupRow};
+use crate::usage::{Day, Rollup, RollupRow};
 
 pub use azure::AzureStore;
 pub use sqlite::SqliteStore;
@@ -65,6 +65,27 @@ pub struct SkillCallRecord {
     pub error: Option<String>,
     /// Wall time.
     pub duration: Duration,
+}
+
+impl UsageRecord {
+    /// What this answered message adds to its user's running totals.
+    pub fn rollup(&self) -> Rollup {
+        Rollup {
+            messages: 1,
+            llm_calls: u64::from(self.llm_calls),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            cost_usd: self.cost_usd,
+            ..Rollup::default()
+        }
+    }
+}
+
+impl SkillCallRecord {
+    /// What this call adds to its skill's running totals.
+    pub fn rollup(&self) -> Rollup {
+        Rollup::of_call(self.duration, self.success)
+    }
 }
 
 /// Which queued copy of a platform message answers it (see [`Store::claim`]).

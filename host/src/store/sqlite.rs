@@ -166,12 +166,7 @@ fn backfill_rollups(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
             .map_err(sql)?;
         for found in found {
             let (day, record) = found.map_err(sql)?;
-            rows.push((
-                day,
-                record.user.clone(),
-                String::new(),
-                Rollup::of_usage(&record),
-            ));
+            rows.push((day, record.user.clone(), String::new(), record.rollup()));
         }
         let mut calls = tx
             .prepare("SELECT at_ms, user, skill, success, duration_ms FROM skill_log")
@@ -196,7 +191,7 @@ fn backfill_rollups(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
                 day,
                 record.user.clone(),
                 record.skill.clone(),
-                Rollup::of_call(&record),
+                record.rollup(),
             ));
         }
     }
@@ -394,7 +389,7 @@ impl Store for SqliteStore {
                     ],
                 )
                 .map_err(sql)?;
-                add_rollup(&tx, today(), &u.user, "", &Rollup::of_usage(&u))?;
+                add_rollup(&tx, today(), &u.user, "", &u.rollup())?;
                 tx.commit().map_err(sql)
             })
             .await
@@ -445,7 +440,7 @@ impl Store for SqliteStore {
                     ],
                 )
                 .map_err(sql)?;
-                add_rollup(&tx, today(), &c.user, &c.skill, &Rollup::of_call(&c))?;
+                add_rollup(&tx, today(), &c.user, &c.skill, &c.rollup())?;
                 tx.commit().map_err(sql)
             })
             .await
