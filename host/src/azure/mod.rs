@@ -172,8 +172,9 @@ impl StorageAccount {
         TableClient::new(self.table.clone(), self.auth.clone(), self.http.clone())
     }
 
-    /// A client for blob container `name`, which is created if it is missing. The error says
-    /// which step failed.
+    /// A client for blob container `name`, which is created if it is missing (a replica whose
+    /// identity may only read it uses it as it is, when it exists). The error says which step
+    /// failed.
     pub async fn container(
         &self,
         name: &str,
@@ -187,10 +188,18 @@ impl StorageAccount {
             }),
         )
         .map_err(|e| format!("container {name}: {}", describe(&e)))?;
-        if let Err(e) = client.create(None).await {
-            if e.http_status() != Some(azure_core::http::StatusCode::Conflict) {
-                return Err(format!("creating container {name}: {}", describe(&e)));
+        match client.create(None).await {
+            Ok(_) => {}
+            Err(e) if e.http_status() == Some(azure_core::http::StatusCode::Conflict) => {}
+            Err(e) if e.http_status() == Some(azure_core::http::StatusCode::Forbidden) => {
+                client.get_properties(None).await.map_err(|_| {
+                    format!(
+                        "creating container {name}: {}; create it beforehand or give the replica's identity Storage Blob Data Contributor on it",
+                        describe(&e)
+                    )
+                })?;
             }
+            Err(e) => return Err(format!("creating container {name}: {}", describe(&e))),
         }
         Ok(client)
     }

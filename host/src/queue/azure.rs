@@ -66,11 +66,20 @@ impl AzureQueue {
             (&queue.work, name.to_owned()),
             (&queue.poison, format!("{name}-poison")),
         ] {
-            // 201 created, 204 already there with the same metadata.
-            client
-                .create(None)
-                .await
-                .map_err(|e| storage(&format!("creating queue {which}"), &e))?;
+            // 201 created, 204 already there with the same metadata. A replica whose identity
+            // may not create queues (an ingress that only sends) uses one that exists.
+            match client.create(None).await {
+                Ok(_) => {}
+                Err(e) if e.http_status() == Some(StatusCode::Forbidden) => {
+                    client.get_properties(None).await.map_err(|_| {
+                        storage(
+                            &format!("creating queue {which} (create it beforehand or give the replica's identity Storage Queue Data Contributor on it)"),
+                            &e,
+                        )
+                    })?;
+                }
+                Err(e) => return Err(storage(&format!("creating queue {which}"), &e)),
+            }
         }
         queue
             .tables
