@@ -43,6 +43,7 @@ mod key_vault;
 mod limits;
 mod loading;
 mod observability;
+mod openclaw;
 mod pipeline;
 mod plugins;
 mod queue;

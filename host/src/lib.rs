@@ -19,6 +19,7 @@ pub mod limits;
 pub mod llm;
 pub mod metrics;
 pub mod net;
+pub mod openclaw;
 pub mod plugins;
 pub mod queue;
 pub mod redact;

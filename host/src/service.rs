@@ -64,6 +64,9 @@ pub enum StartError {
     /// The plugin store cannot be opened.
     #[error("{0}; check [plugins] dir or container")]
     Plugins(String),
+    /// The OpenClaw device identity cannot be read or made.
+    #[error("[openclaw]: {0}")]
+    OpenClaw(String),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}; choose another server.listen or MOLTEN_LISTEN")]
     Listen {
@@ -152,6 +155,19 @@ impl Service {
         {
             tracing::warn!("telegram.allow_unauthenticated is on: /webhook/telegram accepts webhooks from anyone who finds it; set telegram.secret_token and pass it to setWebhook");
         }
+        let openclaw = match &config.openclaw {
+            Some(gateway) => {
+                let key = config.data_dir.join("openclaw-device.key");
+                let device = crate::openclaw::Device::load_or_create(&key).map_err(|e| {
+                    StartError::OpenClaw(format!("the device key {}: {e}", key.display()))
+                })?;
+                Some(Arc::new(crate::openclaw::OpenClaw::new(
+                    gateway.clone(),
+                    device,
+                )))
+            }
+            None => None,
+        };
         let wake = Arc::new(Notify::new());
         let worker = Arc::new(Worker {
             queue: queue.clone(),
@@ -171,8 +187,10 @@ impl Service {
                 ))
             }),
             wake: wake.clone(),
+            openclaw: openclaw.clone(),
         });
-        let state = AppState::new(queue, store, registry, config.clone(), metrics, wake, http)?;
+        let mut state = AppState::new(queue, store, registry, config.clone(), metrics, wake, http)?;
+        state.openclaw = openclaw;
         Ok(Self {
             config,
             state,
@@ -239,6 +257,9 @@ impl Service {
         crate::ingress::apply_switches(&self.state).await;
         report(Startup::Ready(self.banner(role, addr)));
         tokio::spawn(self.plugins.clone().run(shutdown.clone()));
+        if let (Some(gateway), true) = (&self.state.openclaw, role != Role::Ingress) {
+            tokio::spawn(gateway.clone().run(shutdown.clone()));
+        }
         tokio::spawn(follow_switches(
             self.state.clone(),
             self.config.plugins.policy.poll,

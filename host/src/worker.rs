@@ -77,6 +77,8 @@ pub struct Worker {
     pub limits: Option<Arc<crate::limits::Limits>>,
     /// Notified when a message is queued in this process.
     pub wake: Arc<Notify>,
+    /// The OpenClaw gateway turns go to first, if one is configured.
+    pub openclaw: Option<Arc<crate::openclaw::OpenClaw>>,
 }
 
 /// What happened to one leased message.
@@ -229,6 +231,8 @@ impl Worker {
         } else if let Admission::Refuse(reply) = admission {
             Metrics::bump(&self.metrics.limited);
             (reply, false)
+        } else if let Some(reply) = self.gateway_turn(envelope).await {
+            (reply, true)
         } else if let Some(agent) = &self.agent {
             match agent.answer(envelope).await {
                 Ok((text, usage)) => {
@@ -297,6 +301,28 @@ impl Worker {
         }
         crate::crash::point("worker.saved");
         Some(Outcome::Done)
+    }
+
+    /// The OpenClaw gateway's answer, if one is configured and answers in time; otherwise the
+    /// model answers (the gateway never replies to the user itself, so there is one answer).
+    async fn gateway_turn(&self, envelope: &Envelope) -> Option<String> {
+        let gateway = self.openclaw.as_ref()?;
+        let session = format!(
+            "agent:main:molten-{}",
+            envelope.session_key().replace(':', "-")
+        );
+        match gateway
+            .turn(&envelope.dedupe_key(), &session, &envelope.text)
+            .instrument(tracing::debug_span!("openclaw"))
+            .await
+        {
+            Ok(reply) => Some(reply),
+            Err(error) => {
+                gateway.fell_back();
+                tracing::warn!(%error, "the OpenClaw gateway did not answer; the model answers instead");
+                None
+            }
+        }
     }
 
     async fn delete(&self, receipt: &Receipt) -> Outcome {

@@ -34,6 +34,7 @@ locals {
     "discord-public-key",
     "admin-token",
     "tavily-api-key",
+    "openclaw-gateway-token",
   ]
   # Read from Key Vault only when the environment leaves them unset, which this deployment
   # never does: endpoint and deployment come from Terraform, storage and the model from the

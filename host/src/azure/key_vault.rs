@@ -29,6 +29,7 @@ pub const CONFIG_SECRETS: &[(&str, &str)] = &[
     ("discord-public-key", "MOLTEN_DISCORD_PUBLIC_KEY"),
     ("admin-token", "MOLTEN_ADMIN_TOKEN"),
     ("storage-connection-string", "MOLTEN_AZURE_STORAGE"),
+    ("openclaw-gateway-token", "MOLTEN_OPENCLAW_TOKEN"),
 ];
 
 /// A Key Vault as a [`SecretStore`].

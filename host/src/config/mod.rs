@@ -8,6 +8,7 @@
 mod azure;
 mod channels;
 mod llm;
+mod openclaw;
 mod plugins;
 mod server;
 mod skills;
@@ -79,6 +80,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// OpenTelemetry traces (`[telemetry]`).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The OpenClaw gateway turns go to first (`[openclaw]`).
+    pub openclaw: Option<crate::openclaw::OpenClawConfig>,
     /// Entra ID tokens for the admin routes (`[admin]`), if configured.
     pub admin: Option<AdminConfig>,
 }
@@ -148,6 +151,8 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_AZURE_CLIENT_ID", "azure", "client_id"),
     ("MOLTEN_PRIVACY_SALT", "privacy", "salt"),
     ("MOLTEN_OTLP_ENDPOINT", "telemetry", "otlp_endpoint"),
+    ("MOLTEN_OPENCLAW_URL", "openclaw", "url"),
+    ("MOLTEN_OPENCLAW_TOKEN", "openclaw", "token"),
 ];
 
 /// The file as written; every key optional.
@@ -191,6 +196,8 @@ struct File {
     privacy: server::PrivacyFile,
     #[serde(default)]
     telemetry: server::TelemetryFile,
+    #[serde(default)]
+    openclaw: openclaw::OpenClawFile,
 }
 
 impl Config {
@@ -287,6 +294,7 @@ impl Config {
             limits: file.limits.build()?,
             admin: file.admin.build()?,
             telemetry: file.telemetry.build()?,
+            openclaw: file.openclaw.build()?,
             prices: file.prices,
             telegram,
             slack,
@@ -327,6 +335,9 @@ impl Config {
         secrets.extend(self.secrets.values());
         if let Some(g) = &self.graph {
             secrets.push(&g.client_secret);
+        }
+        if let Some(o) = &self.openclaw {
+            secrets.push(&o.token);
         }
         secrets
             .into_iter()

@@ -74,16 +74,32 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "not configured: set [llm] base_url and model in the config file (or MOLTEN_LLM_BASE_URL and MOLTEN_LLM_MODEL)".to_owned()
     };
     let ok = [&store, &queue, &skills, &llm].iter().all(|s| *s == "ok");
+    // Informative only: without the gateway, turns go to the model.
+    let openclaw = state.openclaw.as_ref().map(|gateway| {
+        let status = gateway.status();
+        if status.connected {
+            "connected".to_owned()
+        } else {
+            format!(
+                "not connected ({}); turns go to the model",
+                status.last_error.unwrap_or_default()
+            )
+        }
+    });
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let mut checks = json!({ "store": store, "queue": queue, "skills": skills, "llm": llm });
+    if let Some(openclaw) = openclaw {
+        checks["openclaw"] = json!(openclaw);
+    }
     (
         status,
         Json(json!({
             "ready": ok,
-            "checks": { "store": store, "queue": queue, "skills": skills, "llm": llm },
+            "checks": checks,
         })),
     )
 }
@@ -130,6 +146,7 @@ pub async fn status(
         "skill_errors": skill_errors,
         "llm": state.config.llm.as_ref().map(|l| l.model.as_str()),
         "counters": state.metrics.snapshot(),
+        "openclaw": state.openclaw.as_ref().map(|gateway| gateway.status()),
         "totals": totals,
     })))
 }

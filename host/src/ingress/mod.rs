@@ -47,6 +47,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// For uptime.
     pub started: Instant,
+    /// The OpenClaw gateway client, for its state in `/ready` and `/admin/status`.
+    pub openclaw: Option<Arc<crate::openclaw::OpenClaw>>,
     slack: Option<Arc<verify::SlackVerifier>>,
     discord: Option<Arc<verify::DiscordVerifier>>,
     entra: Option<Arc<entra::EntraVerifier>>,
@@ -236,6 +238,7 @@ impl AppState {
             metrics,
             wake,
             started: Instant::now(),
+            openclaw: None,
             slack,
             discord,
             entra,
