@@ -207,3 +207,62 @@ async fn entra_tokens_open_the_admin_routes_and_nothing_else_does() {
     // The static token of one-machine setups still works beside it.
     assert_eq!(status(crate::fakes::ADMIN_TOKEN.to_owned()).await, 200);
 }
+
+/// An RSA signing key made with the openssl command: its JWK (with `kid`) and the key that
+/// signs with it.
+fn rsa_key(kid: &str) -> (Value, EncodingKey) {
+    let dir = crate::support::temp_dir();
+    let pem = dir.path().join("key.pem");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (scripts/toolchain installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    openssl(&["genrsa", "-out", pem.to_str().unwrap(), "2048"]);
+    let modulus = openssl(&["rsa", "-in", pem.to_str().unwrap(), "-noout", "-modulus"]);
+    let n = hex::decode(modulus.trim().trim_start_matches("Modulus=")).unwrap();
+    let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                     "n": base64url(&n), "e": "AQAB"});
+    let encoding = EncodingKey::from_rsa_pem(&std::fs::read(&pem).unwrap()).unwrap();
+    (jwk, encoding)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rs256_tokens_are_let_in_and_a_rotated_rsa_key_is_picked_up() {
+    let (first, first_key) = rsa_key("r1");
+    let keys = Arc::new(Mutex::new(json!({ "keys": [first] })));
+    let iss = issuer(keys.clone()).await;
+    let fake = Fake::start().await;
+    let settings = config(
+        &fake,
+        &format!("[admin]\nissuer = \"{iss}\"\naudience = \"{AUDIENCE}\"\nrole = \"{ROLE}\"\n"),
+    );
+    let molten = Molten::start(&settings, &[]).await;
+    let claims = json!({"iss": iss, "aud": AUDIENCE, "exp": now() + 600, "nbf": now() - 10,
+                        "roles": [ROLE], "sub": "operator"});
+    let rs256 = |kid: &str, key: &EncodingKey| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let status = |token: String| {
+        let molten = &molten;
+        async move { molten.get("/admin/status", Some(&token)).await.status() }
+    };
+    assert_eq!(status(rs256("r1", &first_key)).await, 200);
+    // Another RSA key under the same kid: refused.
+    let (_, stranger) = rsa_key("r1");
+    assert_eq!(status(rs256("r1", &stranger)).await, 401);
+    // Rotation: the issuer publishes r2; a token signed with it gets in once keys are re-read.
+    let (second, second_key) = rsa_key("r2");
+    *keys.lock().unwrap() = json!({ "keys": [second] });
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(status(rs256("r2", &second_key)).await, 200);
+}

@@ -29,6 +29,8 @@ async fn gateway(drop_after_send: bool) -> String {
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
+            // As a Node.js gateway's ws server does.
+            let _ = socket.set_nodelay(true);
             tokio::spawn(async move {
                 let Ok(ws) = tokio_tungstenite::accept_async(socket).await else {
                     return;

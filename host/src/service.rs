@@ -342,6 +342,12 @@ impl Service {
                      saying so"
                 .to_owned(),
         });
+        if let Some(gateway) = &config.openclaw {
+            lines.push(format!(
+                "  openclaw: turns go to the gateway at {} first; the model answers when it cannot",
+                gateway.url
+            ));
+        }
         lines.push(match &config.azure.storage {
             Some(_) => format!(
                 "  state: Azure Storage (queue {}, container {})",

@@ -164,10 +164,15 @@ resource "azurerm_container_app" "worker" {
       memory = "1Gi"
 
       dynamic "env" {
-        for_each = merge(local.common_env, {
-          MOLTEN_AZURE_CLIENT_ID = azurerm_user_assigned_identity.worker.client_id
-          MOLTEN_SANDBOX_DIR     = local.sandbox_mount
-        })
+        for_each = merge(
+          local.common_env,
+          {
+            MOLTEN_AZURE_CLIENT_ID = azurerm_user_assigned_identity.worker.client_id
+            MOLTEN_SANDBOX_DIR     = local.sandbox_mount
+          },
+          # Its token comes from Key Vault (openclaw-gateway-token).
+          var.enable_openclaw ? { MOLTEN_OPENCLAW_URL = "ws://ca-${var.name}-openclaw" } : {},
+        )
         content {
           name  = env.key
           value = env.value
