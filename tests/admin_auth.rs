@@ -90,17 +90,24 @@ async fn issuer(keys: Arc<Mutex<Value>>) -> String {
     issuer
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn entra_tokens_open_the_admin_routes_and_nothing_else_does() {
-    let first = signing_key("k1");
-    let keys = Arc::new(Mutex::new(json!({ "keys": [first.jwk] })));
-    let iss = issuer(keys.clone()).await;
+/// A loopback issuer publishing `keys`, and a molten whose `[admin]` trusts it: the issuer
+/// URL, the fakes and molten.
+async fn molten_trusting(keys: Arc<Mutex<Value>>) -> (String, Fake, Molten) {
+    let iss = issuer(keys).await;
     let fake = Fake::start().await;
     let settings = config(
         &fake,
         &format!("[admin]\nissuer = \"{iss}\"\naudience = \"{AUDIENCE}\"\nrole = \"{ROLE}\"\n"),
     );
     let molten = Molten::start(&settings, &[]).await;
+    (iss, fake, molten)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_tokens_open_the_admin_routes_and_nothing_else_does() {
+    let first = signing_key("k1");
+    let keys = Arc::new(Mutex::new(json!({ "keys": [first.jwk] })));
+    let (iss, _fake, molten) = molten_trusting(keys.clone()).await;
     let claims = |change: &dyn Fn(&mut Value)| {
         let mut claims = json!({
             "iss": iss, "aud": AUDIENCE, "exp": now() + 600, "nbf": now() - 10,
@@ -238,13 +245,7 @@ fn rsa_key(kid: &str) -> (Value, EncodingKey) {
 async fn rs256_tokens_are_let_in_and_a_rotated_rsa_key_is_picked_up() {
     let (first, first_key) = rsa_key("r1");
     let keys = Arc::new(Mutex::new(json!({ "keys": [first] })));
-    let iss = issuer(keys.clone()).await;
-    let fake = Fake::start().await;
-    let settings = config(
-        &fake,
-        &format!("[admin]\nissuer = \"{iss}\"\naudience = \"{AUDIENCE}\"\nrole = \"{ROLE}\"\n"),
-    );
-    let molten = Molten::start(&settings, &[]).await;
+    let (iss, _fake, molten) = molten_trusting(keys.clone()).await;
     let claims = json!({"iss": iss, "aud": AUDIENCE, "exp": now() + 600, "nbf": now() - 10,
                         "roles": [ROLE], "sub": "operator"});
     let rs256 = |kid: &str, key: &EncodingKey| {

@@ -84,6 +84,31 @@ async fn metrics_count_a_conversation() {
     );
 }
 
+/// The Prometheus text of `/metrics`.
+async fn metrics(molten: &Molten) -> String {
+    let response = molten.get("/metrics", Some(ADMIN_TOKEN)).await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+/// Chat `first` asks to save a file (one `text_editor` call), then chat `second` says hi; waits
+/// for both replies.
+async fn two_turns(fake: &Fake, molten: &Molten, (first, second): (i64, i64)) {
+    fake.script_llm([
+        llm_tool(
+            "c1",
+            "text_editor",
+            json!({"command": "create", "path": "/tmp/two.txt", "file_text": "t"}),
+        ),
+        llm_text("Saved."),
+        llm_text("Hello."),
+    ]);
+    molten.telegram(1, first, "save a file").await;
+    replies_to(fake, 1).await;
+    molten.telegram(2, second, "hi").await;
+    replies_to(fake, 2).await;
+}
+
 /// Replies sent to Telegram chat `chat`, in order.
 async fn replies_to(fake: &Fake, count: usize) -> Vec<String> {
     fake.wait_for("/sendMessage", count, Duration::from_secs(30))
@@ -127,12 +152,7 @@ async fn a_user_over_the_rate_limit_gets_a_polite_reply_and_the_model_is_not_cal
     fake.script_llm([llm_text("hello")]);
     molten.telegram(20, 4, "hi").await;
     assert_eq!(replies_to(&fake, 4).await[3], "hello");
-    let metrics = molten
-        .get("/metrics", Some(ADMIN_TOKEN))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&molten).await;
     assert!(
         metrics.contains("molten_messages_limited_total 1"),
         "{metrics}"
@@ -233,19 +253,7 @@ fn offered(request: &crate::fakes::Recorded) -> Vec<String> {
 async fn operators_read_usage_and_switch_a_skill_off_and_on() {
     let fake = Fake::start().await;
     let mut molten = Molten::start(&config(&fake, ""), &[]).await;
-    fake.script_llm([
-        llm_tool(
-            "u1",
-            "text_editor",
-            json!({"command": "create", "path": "/tmp/u.txt", "file_text": "u"}),
-        ),
-        llm_text("Saved."),
-        llm_text("Hi."),
-    ]);
-    molten.telegram(1, 7, "save u").await;
-    replies_to(&fake, 1).await;
-    molten.telegram(2, 8, "hi").await;
-    replies_to(&fake, 2).await;
+    two_turns(&fake, &molten, (7, 8)).await;
 
     // Usage is recorded once the turn is answered.
     let mut usage = json!({});
@@ -347,12 +355,7 @@ async fn operators_read_usage_and_switch_a_skill_off_and_on() {
         .await
         .contains(&"text_editor".to_owned()));
 
-    let metrics = molten
-        .get("/metrics", Some(ADMIN_TOKEN))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&molten).await;
     for expected in [
         "molten_queue_oldest_message_seconds 0.0",
         "molten_global_daily_budget_used_ratio 0.0",
@@ -376,12 +379,7 @@ async fn skill_calls_count_their_fuel() {
     ]);
     molten.telegram(1, 9, "save f").await;
     replies_to(&fake, 1).await;
-    let metrics = molten
-        .get("/metrics", Some(ADMIN_TOKEN))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&molten).await;
     let fuel: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix(r#"molten_skill_fuel_used_total{skill="text_editor"} "#))
@@ -502,19 +500,7 @@ async fn each_turn_is_one_trace_from_webhook_to_reply() {
         fake.url()
     );
     let molten = Molten::start(&config(&fake, &telemetry), &[]).await;
-    fake.script_llm([
-        llm_tool(
-            "t1",
-            "text_editor",
-            json!({"command": "create", "path": "/tmp/t.txt", "file_text": "t"}),
-        ),
-        llm_text("Saved."),
-        llm_text("Hello."),
-    ]);
-    molten.telegram(1, 3, "save t").await;
-    replies_to(&fake, 1).await;
-    molten.telegram(2, 4, "hi").await;
-    replies_to(&fake, 2).await;
+    two_turns(&fake, &molten, (3, 4)).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let spans = loop {

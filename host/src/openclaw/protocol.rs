@@ -260,6 +260,24 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
     }
 
+    /// Checks `signature` (base64url) by `public_key` (base64url) over `payload`.
+    fn verify(public_key: &str, signature: &str, payload: &str) {
+        let key: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(public_key)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let signature: [u8; 64] = URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        VerifyingKey::from_bytes(&key)
+            .unwrap()
+            .verify(payload.as_bytes(), &Signature::from_bytes(&signature))
+            .expect("the signature is over this payload");
+    }
+
     /// The v3 payload of a captured connect, rebuilt the way `proof_payload` builds it, is what
     /// the real client signed.
     #[test]
@@ -294,15 +312,11 @@ mod tests {
             device["nonce"].as_str().unwrap(),
             p["client"]["platform"].as_str().unwrap(),
         );
-        let signature: [u8; 64] = URL_SAFE_NO_PAD
-            .decode(device["signature"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        VerifyingKey::from_bytes(&key)
-            .unwrap()
-            .verify(payload.as_bytes(), &Signature::from_bytes(&signature))
-            .expect("the captured signature is over this payload");
+        verify(
+            device["publicKey"].as_str().unwrap(),
+            device["signature"].as_str().unwrap(),
+            &payload,
+        );
     }
 
     #[test]
@@ -315,20 +329,11 @@ mod tests {
         let proof = device.proof("tok", "n-1", 1795600048529);
         let payload = proof_payload(&device.id(), "tok", "n-1", 1795600048529);
         assert!(payload.ends_with("|tok|n-1|linux|"), "{payload}");
-        let key: [u8; 32] = URL_SAFE_NO_PAD
-            .decode(proof["publicKey"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let signature: [u8; 64] = URL_SAFE_NO_PAD
-            .decode(proof["signature"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        VerifyingKey::from_bytes(&key)
-            .unwrap()
-            .verify(payload.as_bytes(), &Signature::from_bytes(&signature))
-            .unwrap();
+        verify(
+            proof["publicKey"].as_str().unwrap(),
+            proof["signature"].as_str().unwrap(),
+            &payload,
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
