@@ -635,3 +635,46 @@ async fn killed_mid_turn_and_restarted_it_answers_once_with_the_same_run() {
         "as the same run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_given_one_device_key_are_one_device() {
+    let fake = Fake::start().await;
+    let gateway = Gateway::start(Mode::Answer {
+        delay: Duration::ZERO,
+    })
+    .await;
+    let key = "11".repeat(32);
+    let settings = settings(&fake, &gateway.url, TOKEN).replace(
+        "[openclaw]\n",
+        &format!("[openclaw]\ndevice_key = \"{key}\"\n"),
+    );
+    let replicas = [
+        Molten::start(&settings, &[]).await,
+        Molten::start(&settings, &[]).await,
+    ];
+    for molten in &replicas {
+        until_connected(molten).await;
+    }
+    let devices: Vec<Value> = gateway.seen(|s| {
+        s.connects
+            .iter()
+            .map(|c| c["device"]["id"].clone())
+            .collect()
+    });
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices[0], devices[1], "one device for both replicas");
+    assert!(!replicas[0].data.join("openclaw-device.key").exists());
+
+    // A key that is not one is refused at start, with what to do.
+    let out = replicas[0]
+        .cli(&["skill", "list"])
+        .env("MOLTEN_OPENCLAW_DEVICE_KEY", "not-hex")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("openclaw.device_key") && said.contains("openssl rand -hex 32"),
+        "{said}"
+    );
+}

@@ -83,6 +83,7 @@ fn client(url: &str, dir: &std::path::Path) -> Arc<OpenClaw> {
         url: url.parse().expect("url"),
         token: Secret::new("bench"),
         turn_timeout: Duration::from_secs(10),
+        device_key: None,
     };
     let device = Device::load_or_create(&dir.join("device.key")).expect("device");
     Arc::new(OpenClaw::new(config, device))

@@ -157,10 +157,16 @@ impl Service {
         }
         let openclaw = match &config.openclaw {
             Some(gateway) => {
-                let key = config.data_dir.join("openclaw-device.key");
-                let device = crate::openclaw::Device::load_or_create(&key).map_err(|e| {
-                    StartError::OpenClaw(format!("the device key {}: {e}", key.display()))
-                })?;
+                let device = match &gateway.device_key {
+                    Some(key) => crate::openclaw::Device::from_hex(key.expose())
+                        .map_err(|e| StartError::OpenClaw(format!("openclaw.device_key: {e}")))?,
+                    None => {
+                        let key = config.data_dir.join("openclaw-device.key");
+                        crate::openclaw::Device::load_or_create(&key).map_err(|e| {
+                            StartError::OpenClaw(format!("the device key {}: {e}", key.display()))
+                        })?
+                    }
+                };
                 Some(Arc::new(crate::openclaw::OpenClaw::new(
                     gateway.clone(),
                     device,

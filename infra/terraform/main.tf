@@ -35,6 +35,7 @@ locals {
     "admin-token",
     "tavily-api-key",
     "openclaw-gateway-token",
+    "openclaw-device-key",
   ]
   # Read from Key Vault only when the environment leaves them unset, which this deployment
   # never does: endpoint and deployment come from Terraform, storage and the model from the

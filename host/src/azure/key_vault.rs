@@ -30,6 +30,7 @@ pub const CONFIG_SECRETS: &[(&str, &str)] = &[
     ("admin-token", "MOLTEN_ADMIN_TOKEN"),
     ("storage-connection-string", "MOLTEN_AZURE_STORAGE"),
     ("openclaw-gateway-token", "MOLTEN_OPENCLAW_TOKEN"),
+    ("openclaw-device-key", "MOLTEN_OPENCLAW_DEVICE_KEY"),
 ];
 
 /// A Key Vault as a [`SecretStore`].

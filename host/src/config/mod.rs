@@ -153,6 +153,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("MOLTEN_OTLP_ENDPOINT", "telemetry", "otlp_endpoint"),
     ("MOLTEN_OPENCLAW_URL", "openclaw", "url"),
     ("MOLTEN_OPENCLAW_TOKEN", "openclaw", "token"),
+    ("MOLTEN_OPENCLAW_DEVICE_KEY", "openclaw", "device_key"),
 ];
 
 /// The file as written; every key optional.
@@ -338,6 +339,7 @@ impl Config {
         }
         if let Some(o) = &self.openclaw {
             secrets.push(&o.token);
+            secrets.extend(&o.device_key);
         }
         secrets
             .into_iter()

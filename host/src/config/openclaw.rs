@@ -15,6 +15,7 @@ pub(super) struct OpenClawFile {
     url: Option<String>,
     token: Option<Secret>,
     turn_timeout_secs: Option<u64>,
+    device_key: Option<Secret>,
 }
 
 impl OpenClawFile {
@@ -49,9 +50,15 @@ impl OpenClawFile {
                 "is required: the gateway's gateway.auth.token (MOLTEN_OPENCLAW_TOKEN, or Key Vault openclaw-gateway-token)".into(),
             )
         })?;
+        let device_key = self.device_key.filter(|k| !k.expose().is_empty());
+        if let Some(key) = &device_key {
+            crate::openclaw::Device::from_hex(key.expose())
+                .map_err(|why| invalid("openclaw.device_key", why))?;
+        }
         Ok(Some(OpenClawConfig {
             url,
             token,
+            device_key,
             turn_timeout: Duration::from_secs(positive(
                 "openclaw.turn_timeout_secs",
                 self.turn_timeout_secs,

@@ -44,6 +44,8 @@ pub struct OpenClawConfig {
     pub token: Secret,
     /// How long a turn may take on the gateway before the model answers instead.
     pub turn_timeout: Duration,
+    /// The device key (64 hex digits) when it is given rather than kept in the data directory.
+    pub device_key: Option<Secret>,
 }
 
 /// Why the gateway did not answer a turn (the worker then asks the model).

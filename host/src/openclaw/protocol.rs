@@ -85,25 +85,30 @@ pub struct Device {
 }
 
 impl Device {
+    /// The key given as 64 hex digits (`openclaw.device_key`), so that every replica, however
+    /// often it is replaced, is the one device the gateway paired.
+    pub fn from_hex(text: &str) -> Result<Self, String> {
+        let seed: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or("not 64 hex digits (make one with: openssl rand -hex 32)")?;
+        Ok(Self {
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
     /// The key in `path` (32 random bytes, hex), made and written (mode 0600) if missing.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        let invalid = |why: &str| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{}: {why}; delete it to make a new device identity",
-                    path.display()
-                ),
-            )
-        };
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim()).map_err(|_| invalid("not hex"))?;
-                let seed: [u8; 32] = bytes.try_into().map_err(|_| invalid("not a 32-byte key"))?;
-                Ok(Self {
-                    key: SigningKey::from_bytes(&seed),
-                })
-            }
+            Ok(text) => Self::from_hex(&text).map_err(|why| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: {why}; delete it to make a new device identity",
+                        path.display()
+                    ),
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut seed = [0u8; 32];
                 getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
