@@ -237,9 +237,22 @@ fn status_text(body: &Value) -> String {
         plain(&body["version"]),
         plain(&body["uptime_secs"]),
         plain(&body["queue_depth"]),
-        plain(&body["llm"]),
+        body["llm"].as_str().unwrap_or("none configured"),
         plain(&body["skills"]),
     );
+    let gateway = &body["openclaw"];
+    if gateway.is_object() {
+        out.push_str(&format!(
+            "openclaw: {}; {} turns answered, {} fallbacks to the model\n",
+            if gateway["connected"] == Value::Bool(true) {
+                "connected".to_owned()
+            } else {
+                format!("not connected ({})", plain(&gateway["last_error"]))
+            },
+            plain(&gateway["answered"]),
+            plain(&gateway["fallbacks"]),
+        ));
+    }
     out.push_str("counters:\n");
     out.push_str(&pairs(&body["counters"], "  "));
     out.push_str("totals:\n");

@@ -249,11 +249,19 @@ impl OpenClaw {
             connection.pending.lock().expect("never poisoned").clear();
             connection.runs.lock().expect("never poisoned").clear();
         }
-        self.set_status(|s| {
-            s.connected = false;
-            s.last_error = Some(why.to_owned());
-        });
-        tracing::warn!(url = %self.config.url, reason = why, "no connection to the OpenClaw gateway; turns go to the model meanwhile");
+        let news = {
+            let mut status = self.status.lock().expect("never poisoned");
+            let news = status.connected || status.last_error.as_deref() != Some(why);
+            status.connected = false;
+            status.last_error = Some(why.to_owned());
+            news
+        };
+        // Said once per change: a gateway that stays down is not a warning every 30 s.
+        if news {
+            tracing::warn!(url = %self.config.url, reason = why, "no connection to the OpenClaw gateway; turns go to the model meanwhile");
+        } else {
+            tracing::debug!(url = %self.config.url, reason = why, "still no connection to the OpenClaw gateway");
+        }
     }
 
     /// Opens the socket, answers the challenge and reads `hello-ok`; returns the connection and
