@@ -369,16 +369,7 @@ async fn operators_read_usage_and_switch_a_skill_off_and_on() {
 async fn skill_calls_count_their_fuel() {
     let fake = Fake::start().await;
     let molten = Molten::start(&config(&fake, ""), &[]).await;
-    fake.script_llm([
-        llm_tool(
-            "f1",
-            "text_editor",
-            json!({"command": "create", "path": "/tmp/f.txt", "file_text": "f"}),
-        ),
-        llm_text("Saved."),
-    ]);
-    molten.telegram(1, 9, "save f").await;
-    replies_to(&fake, 1).await;
+    two_turns(&fake, &molten, (9, 10)).await;
     let metrics = metrics(&molten).await;
     let fuel: u64 = metrics
         .lines()

@@ -37,6 +37,8 @@ locals {
     var.otlp_endpoint == null ? {} : { MOLTEN_OTLP_ENDPOINT = var.otlp_endpoint },
   )
   sandbox_mount = "/mnt/sandboxes"
+  # The registry both apps pull from with their identities (AcrPull), when it is private.
+  registry_server = var.acr_id == null ? null : "${basename(var.acr_id)}.azurecr.io"
 }
 
 resource "azurerm_container_app" "ingress" {
@@ -52,9 +54,9 @@ resource "azurerm_container_app" "ingress" {
   }
 
   dynamic "registry" {
-    for_each = var.acr_id == null ? [] : [var.acr_id]
+    for_each = local.registry_server == null ? [] : [local.registry_server]
     content {
-      server   = "${basename(registry.value)}.azurecr.io"
+      server   = registry.value
       identity = azurerm_user_assigned_identity.ingress.id
     }
   }
@@ -125,9 +127,9 @@ resource "azurerm_container_app" "worker" {
   }
 
   dynamic "registry" {
-    for_each = var.acr_id == null ? [] : [var.acr_id]
+    for_each = local.registry_server == null ? [] : [local.registry_server]
     content {
-      server   = "${basename(registry.value)}.azurecr.io"
+      server   = registry.value
       identity = azurerm_user_assigned_identity.worker.id
     }
   }
