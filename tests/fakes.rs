@@ -585,6 +585,20 @@ impl Molten {
             .unwrap()
     }
 
+    /// Waits until every queued message has been handled and deleted (a reply is sent before
+    /// its message leaves the queue, so a reply alone does not mean the queue is empty).
+    pub async fn until_queue_empty(&self) {
+        let started = Instant::now();
+        while self.queue_depth() > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the queue still holds {} messages",
+                self.queue_depth()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn poisoned(&self) -> Vec<String> {
         let conn = rusqlite::Connection::open(self.data.join("queue.db")).unwrap();
         let mut stmt = conn.prepare("SELECT reason FROM poison").unwrap();

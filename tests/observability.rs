@@ -45,7 +45,8 @@ async fn metrics_count_a_conversation() {
             .unwrap()
             .starts_with("text/plain; version=0.0.4"));
         text = response.text().await.unwrap();
-        if text.contains("molten_replies_sent_total 1") {
+        // The reply goes out before its message leaves the queue.
+        if text.contains("molten_replies_sent_total 1") && text.contains("molten_queue_depth 0") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -334,6 +335,8 @@ async fn operators_read_usage_and_switch_a_skill_off_and_on() {
     assert!(offered(&last).contains(&"web_search".to_owned()));
     let unknown = molten.post_admin("/admin/skills/no_such/disable").await;
     assert_eq!(unknown.status(), 404);
+    // Killed only once "again" has left the queue, so the metrics below see it empty.
+    molten.until_queue_empty().await;
     molten.restart().await;
     assert!(!molten
         .live_skills()

@@ -55,9 +55,14 @@ struct Seen {
 
 struct Gateway {
     url: String,
-    token: String,
+    /// The shared token (`gateway.auth.token`); a test may rotate it.
+    token: Mutex<String>,
+    /// The device token issued to each paired device id.
+    paired: Mutex<HashMap<String, String>>,
     mode: Mutex<Mode>,
     seen: Mutex<Seen>,
+    /// Bumped to close every open connection (a gateway restart).
+    kick: tokio::sync::watch::Sender<u64>,
 }
 
 fn frame(name: &str) -> Value {
@@ -75,10 +80,11 @@ fn now_ms() -> u64 {
 }
 
 /// The connect params' problem, as the gateway words it, if any (closed schemas, protocol
-/// range, token, device proof).
+/// range, shared token or the device token issued to the device, device proof).
 fn check_connect(
     params: &Value,
-    token: &str,
+    shared: &str,
+    paired: &HashMap<String, String>,
     nonce: &str,
     protocol: u64,
 ) -> Result<(), (Value, CloseCode)> {
@@ -121,15 +127,33 @@ fn check_connect(
             CloseCode::Protocol,
         );
     }
-    if params["auth"]["token"] != token {
-        return refuse(
-            "INVALID_REQUEST",
-            "unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)",
-            json!({"code": "AUTH_TOKEN_MISMATCH"}),
-            CloseCode::Policy,
-        );
-    }
     let device = &params["device"];
+    let auth = &params["auth"];
+    let token = match (auth["token"].as_str(), auth["deviceToken"].as_str()) {
+        (Some(token), None) if token == shared => token,
+        (Some(_), None) => {
+            // As captured (10-auth-failure-wrong-token.json).
+            let error =
+                frame("10-auth-failure-wrong-token.json")["frames"][2]["frame"]["error"].clone();
+            return Err((error, CloseCode::Policy));
+        }
+        (None, Some(token))
+            if paired
+                .get(device["id"].as_str().unwrap_or_default())
+                .map(String::as_str)
+                == Some(token) =>
+        {
+            token
+        }
+        _ => {
+            return refuse(
+                "INVALID_REQUEST",
+                "unauthorized: device token mismatch (rotate/reissue device token)",
+                json!({"code": "AUTH_DEVICE_TOKEN_MISMATCH", "canRetryWithDeviceToken": false}),
+                CloseCode::Policy,
+            )
+        }
+    };
     let key: [u8; 32] = URL_SAFE_NO_PAD
         .decode(device["publicKey"].as_str().unwrap_or_default())
         .unwrap_or_default()
@@ -203,9 +227,11 @@ impl Gateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = Arc::new(Self {
             url: format!("ws://{}/", listener.local_addr().unwrap()),
-            token: TOKEN.into(),
+            token: Mutex::new(TOKEN.into()),
+            paired: Mutex::default(),
             mode: Mutex::new(mode),
             seen: Mutex::default(),
+            kick: tokio::sync::watch::Sender::new(0),
         });
         let serving = gateway.clone();
         tokio::spawn(async move {
@@ -227,6 +253,17 @@ impl Gateway {
 
     fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
         f(&self.seen.lock().unwrap())
+    }
+
+    /// Restarts with a new shared token: every connection closes; paired devices stay paired.
+    fn rotate_token(&self, token: &str) {
+        *self.token.lock().unwrap() = token.into();
+        self.kick.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets every paired device (their device tokens stop working).
+    fn unpair_all(&self) {
+        self.paired.lock().unwrap().clear();
     }
 
     async fn serve(&self, ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
@@ -282,7 +319,17 @@ impl Gateway {
                 return;
             }
         }
-        if let Err((error, code)) = check_connect(&params, &self.token, &nonce, protocol) {
+        let checked = {
+            let shared = self.token.lock().unwrap().clone();
+            check_connect(
+                &params,
+                &shared,
+                &self.paired.lock().unwrap(),
+                &nonce,
+                protocol,
+            )
+        };
+        if let Err((error, code)) = checked {
             let reason = error["message"].as_str().unwrap().to_owned();
             let _ = tx
                 .send(send(
@@ -298,10 +345,18 @@ impl Gateway {
             return;
         }
         self.seen.lock().unwrap().connects.push(params.clone());
+        let device = params["device"]["id"].as_str().unwrap().to_owned();
+        let issued = format!("device-token-{}", now_ms());
+        self.paired.lock().unwrap().insert(device, issued.clone());
+        let method = if params["auth"]["deviceToken"].is_string() {
+            "device-token"
+        } else {
+            "token"
+        };
         let mut hello = frame("03-hello-ok-res.json");
         hello["id"] = id;
-        hello["payload"]["auth"] = json!({"method": "token", "role": "operator",
-            "scopes": params["scopes"], "deviceToken": "device-token-issued", "issuedAtMs": now_ms()});
+        hello["payload"]["auth"] = json!({"method": method, "role": "operator",
+            "scopes": params["scopes"], "deviceToken": issued, "issuedAtMs": now_ms()});
         if self.mode() == Mode::GoesQuiet {
             hello["payload"]["policy"]["tickIntervalMs"] = json!(300);
         }
@@ -312,7 +367,23 @@ impl Gateway {
         }
         let mut seq = 0;
         let mut runs: HashMap<String, String> = HashMap::new();
-        while let Some(Ok(message)) = rx.next().await {
+        let mut kicked = self.kick.subscribe();
+        loop {
+            let message = tokio::select! {
+                message = rx.next() => message,
+                _ = kicked.changed() => {
+                    let _ = tx
+                        .send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::Restart,
+                            reason: "gateway restarting".into(),
+                        })))
+                        .await;
+                    return;
+                }
+            };
+            let Some(Ok(message)) = message else {
+                return;
+            };
             let Message::Text(text) = message else {
                 continue;
             };
@@ -509,6 +580,61 @@ async fn a_wrong_token_falls_back_to_the_model_and_says_why() {
     );
     let status = molten.admin("/admin/status").await;
     assert_eq!(status["openclaw"]["fallbacks"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_gateway_token_is_bridged_by_the_device_token() {
+    let fake = Fake::start().await;
+    let gateway = Gateway::start(Mode::Answer {
+        delay: Duration::ZERO,
+    })
+    .await;
+    let molten = Molten::start(&settings(&fake, &gateway.url, TOKEN), &[]).await;
+    until_connected(&molten).await;
+    let status = molten.admin("/admin/status").await;
+    assert_eq!(status["openclaw"]["auth"], "token", "{status}");
+    assert_eq!(status["openclaw"]["paired"], true, "{status}");
+    let issued = gateway
+        .paired
+        .lock()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+
+    // The gateway restarts with a new shared token; molten still has the old one.
+    gateway.rotate_token("rotated-token");
+    until("a reconnect with the device token", || {
+        gateway.seen(|s| s.connects.len()) == 2
+    })
+    .await;
+    let again = gateway.seen(|s| s.connects[1].clone());
+    // The gateway verified the device proof, signed over the device token sent.
+    assert_eq!(again["auth"], json!({ "deviceToken": issued }));
+    until_connected(&molten).await;
+    let status = molten.admin("/admin/status").await;
+    assert_eq!(status["openclaw"]["auth"], "device-token", "{status}");
+    molten.telegram(1, 5, "still there?").await;
+    assert_eq!(replies(&fake, 1).await, ["gateway says: still there?"]);
+    assert!(fake.llm_requests().is_empty(), "the model was not asked");
+    let log = molten.log();
+    assert!(log.contains("connected with the device token"), "{log}");
+    assert!(!log.contains(&issued), "the device token is never logged");
+
+    // Unpaired as well: nothing molten holds is accepted, and the model answers.
+    gateway.unpair_all();
+    gateway.rotate_token("rotated-again");
+    until("both refusals logged", || {
+        molten.log().contains("the device token was refused too")
+    })
+    .await;
+    let status = molten.admin("/admin/status").await;
+    assert_eq!(status["openclaw"]["connected"], false, "{status}");
+    assert_eq!(status["openclaw"]["paired"], false, "{status}");
+    fake.script_llm([llm_text("the model answers")]);
+    molten.telegram(2, 6, "and now?").await;
+    assert_eq!(replies(&fake, 2).await[1], "the model answers");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,8 @@
 //!
 //! The client waits for the gateway's `connect.challenge`, answers with `connect` (protocol 4,
 //! the shared token and a signed Ed25519 device proof, [`protocol`]), keeps the device token
-//! `hello-ok` issues, and stays connected: it reconnects with backoff (1 s doubling to 30 s, or
+//! `hello-ok` issues (and connects with it when the gateway refuses a shared token that was
+//! rotated since, so a rotation does not cut molten off), and stays connected: it reconnects with backoff (1 s doubling to 30 s, or
 //! the gateway's `retryAfterMs`), and drops a connection that sends nothing, not even its
 //! `tick`, for two tick intervals (a half-open socket). [`OpenClaw::turn`] never waits for a
 //! connection: without one it fails at once, and the worker answers with the model.
@@ -22,8 +23,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
+use protocol::{Credential, Incoming, RunEvent};
 pub use protocol::{Device, Fault};
-use protocol::{Incoming, RunEvent};
 
 use crate::secrets::Secret;
 
@@ -83,6 +84,9 @@ pub struct GatewayStatus {
     pub device: String,
     /// Whether the gateway paired the device (issued a device token).
     pub paired: bool,
+    /// What the connection authenticated with: `token` (openclaw.token) or `device-token`
+    /// (the gateway refused openclaw.token; the token it issued at pairing was accepted).
+    pub auth: Option<&'static str>,
 }
 
 /// One live connection: requests wait for their `res` by id, runs for their `chat` events.
@@ -148,10 +152,12 @@ impl Connection {
     }
 }
 
-/// Why connecting failed, and how long the gateway asked to wait.
+/// Why connecting failed, how long the gateway asked to wait, and whether it said the device
+/// token would be accepted instead.
 struct ConnectFailure {
     why: String,
     retry_after: Option<Duration>,
+    device_token_may_help: bool,
 }
 
 impl<E: std::fmt::Display> From<E> for ConnectFailure {
@@ -159,6 +165,7 @@ impl<E: std::fmt::Display> From<E> for ConnectFailure {
         Self {
             why: e.to_string(),
             retry_after: None,
+            device_token_may_help: false,
         }
     }
 }
@@ -214,7 +221,7 @@ impl OpenClaw {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let wait = match self.connect().await {
+            let wait = match self.authenticate().await {
                 Ok((connection, reader)) => {
                     backoff = FIRST_BACKOFF;
                     *self.live.lock().expect("never poisoned") = Some(connection);
@@ -264,10 +271,52 @@ impl OpenClaw {
         }
     }
 
-    /// Opens the socket, answers the challenge and reads `hello-ok`; returns the connection and
-    /// the reader that serves it until it ends (with why).
+    /// Connects with openclaw.token or, when the gateway refuses it and says a device token
+    /// would do (the shared token was rotated), with the device token it issued at pairing.
+    async fn authenticate(
+        &self,
+    ) -> Result<(Arc<Connection>, impl std::future::Future<Output = String>), ConnectFailure> {
+        let shared = self
+            .connect(Credential::Shared(self.config.token.expose()))
+            .await;
+        let held = self.device_token.lock().expect("never poisoned").clone();
+        let (failure, device_token) = match (shared, held) {
+            (Err(failure), Some(token)) if failure.device_token_may_help => (failure, token),
+            (Ok(connected), _) => {
+                self.set_status(|s| s.auth = Some("token"));
+                return Ok(connected);
+            }
+            (Err(failure), _) => return Err(failure),
+        };
+        match self
+            .connect(Credential::Device(device_token.expose()))
+            .await
+        {
+            Ok(connected) => {
+                tracing::warn!(url = %self.config.url, refused = failure.why, "the OpenClaw gateway refused openclaw.token; connected with the device token it issued when it paired molten. Set openclaw.token to the gateway's gateway.auth.token before molten restarts (the device token is not kept across restarts)");
+                self.set_status(|s| s.auth = Some("device-token"));
+                Ok(connected)
+            }
+            Err(second) => {
+                // Revoked or expired: asking again with it would only fail again.
+                *self.device_token.lock().expect("never poisoned") = None;
+                self.set_status(|s| s.paired = false);
+                Err(ConnectFailure {
+                    why: format!(
+                        "{}; the device token was refused too: {}",
+                        failure.why, second.why
+                    ),
+                    ..second
+                })
+            }
+        }
+    }
+
+    /// Opens the socket, answers the challenge with `credential` and reads `hello-ok`; returns
+    /// the connection and the reader that serves it until it ends (with why).
     async fn connect(
         &self,
+        credential: Credential<'_>,
     ) -> Result<(Arc<Connection>, impl std::future::Future<Output = String>), ConnectFailure> {
         let url = self.config.url.as_str();
         let connector = if self.config.url.scheme() == "wss" {
@@ -322,8 +371,7 @@ impl OpenClaw {
             }
         };
         let id = random_id();
-        let token = self.config.token.expose();
-        let connect = protocol::connect(&id, token, &self.device, &nonce, ts);
+        let connect = protocol::connect(&id, credential, &self.device, &nonce, ts);
         write.send(Message::text(connect.to_string())).await?;
         let hello = loop {
             match next().await? {
@@ -344,6 +392,9 @@ impl OpenClaw {
                     });
                     return Err(ConnectFailure {
                         retry_after: fault.retry_after_ms.map(Duration::from_millis),
+                        device_token_may_help: fault.details["canRetryWithDeviceToken"]
+                            .as_bool()
+                            .unwrap_or(false),
                         why: format!("the gateway refused to connect: {fault}{}", hint(&fault)),
                     });
                 }

@@ -161,7 +161,17 @@ pub fn proof_payload(device_id: &str, token: &str, nonce: &str, ts: u64) -> Stri
 }
 
 /// The `connect` request answering the challenge (`nonce`, `ts`).
-pub fn connect(id: &str, token: &str, device: &Device, nonce: &str, ts: u64) -> Value {
+pub fn connect(
+    id: &str,
+    credential: Credential<'_>,
+    device: &Device,
+    nonce: &str,
+    ts: u64,
+) -> Value {
+    let (auth, token) = match credential {
+        Credential::Shared(token) => (json!({ "token": token }), token),
+        Credential::Device(token) => (json!({ "deviceToken": token }), token),
+    };
     json!({
         "type": "req",
         "id": id,
@@ -179,11 +189,20 @@ pub fn connect(id: &str, token: &str, device: &Device, nonce: &str, ts: u64) -> 
             "caps": [],
             "role": ROLE,
             "scopes": SCOPES,
-            "auth": { "token": token },
+            "auth": auth,
             "userAgent": concat!("molten/", env!("CARGO_PKG_VERSION")),
             "device": device.proof(token, nonce, ts),
         },
     })
+}
+
+/// What molten connects with: the device proof is signed over the token sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// The gateway's shared token (`gateway.auth.token`).
+    Shared(&'a str),
+    /// The device token the gateway issued when it paired molten's device.
+    Device(&'a str),
 }
 
 /// A `chat.send` request: `message` to session `session_key`, run `idempotency_key` (a
