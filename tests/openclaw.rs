@@ -489,15 +489,18 @@ async fn until_connected(molten: &Molten) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_turn_goes_through_the_gateway_with_a_verified_device() {
+/// A gateway answering after `delay`, and a molten connected to it with the right token.
+async fn connected(delay: Duration) -> (Fake, Arc<Gateway>, Molten) {
     let fake = Fake::start().await;
-    let gateway = Gateway::start(Mode::Answer {
-        delay: Duration::ZERO,
-    })
-    .await;
+    let gateway = Gateway::start(Mode::Answer { delay }).await;
     let molten = Molten::start(&settings(&fake, &gateway.url, TOKEN), &[]).await;
     until_connected(&molten).await;
+    (fake, gateway, molten)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_goes_through_the_gateway_with_a_verified_device() {
+    let (fake, gateway, molten) = connected(Duration::ZERO).await;
     molten.telegram(1, 5, "hello").await;
     assert_eq!(replies(&fake, 1).await, ["gateway says: hello"]);
     assert!(fake.llm_requests().is_empty(), "the model was not asked");
@@ -584,13 +587,7 @@ async fn a_wrong_token_falls_back_to_the_model_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_gateway_token_is_bridged_by_the_device_token() {
-    let fake = Fake::start().await;
-    let gateway = Gateway::start(Mode::Answer {
-        delay: Duration::ZERO,
-    })
-    .await;
-    let molten = Molten::start(&settings(&fake, &gateway.url, TOKEN), &[]).await;
-    until_connected(&molten).await;
+    let (fake, gateway, molten) = connected(Duration::ZERO).await;
     let status = molten.admin("/admin/status").await;
     assert_eq!(status["openclaw"]["auth"], "token", "{status}");
     assert_eq!(status["openclaw"]["paired"], true, "{status}");
@@ -734,13 +731,7 @@ async fn a_gateway_that_falls_silent_is_dropped_and_the_model_answers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_turn_and_restarted_it_answers_once_with_the_same_run() {
-    let fake = Fake::start().await;
-    let gateway = Gateway::start(Mode::Answer {
-        delay: Duration::from_secs(2),
-    })
-    .await;
-    let mut molten = Molten::start(&settings(&fake, &gateway.url, TOKEN), &[]).await;
-    until_connected(&molten).await;
+    let (fake, gateway, mut molten) = connected(Duration::from_secs(2)).await;
     molten.telegram(1, 5, "hello").await;
     until("the turn reached the gateway", || {
         gateway.seen(|s| s.sends.len()) == 1

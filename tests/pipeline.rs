@@ -128,8 +128,7 @@ async fn a_text_editor_turn_from_telegram_to_reply() {
     let history = fake.llm_requests()[3].body["messages"].clone();
     assert_eq!(history[1]["content"], "save milk and eggs to notes.md");
     assert_eq!(history[3]["content"], "thanks");
-    settle().await;
-    assert_eq!(molten.queue_depth(), 0);
+    molten.until_queue_empty().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,12 +192,8 @@ async fn a_model_that_stays_down_gets_the_user_an_apology() {
     let sent = fake.wait_for("/sendMessage", 1, WAIT).await;
     assert_eq!(sent[0].body["text"], molten::worker::LLM_APOLOGY);
     assert_eq!(fake.llm_requests().len(), 4, "one call and three retries");
-    settle().await;
-    assert_eq!(
-        molten.queue_depth(),
-        0,
-        "the user was answered; nothing left to retry"
-    );
+    // The user was answered; nothing is left to retry.
+    molten.until_queue_empty().await;
 
     // Nothing listening at all.
     let fake2 = Fake::start().await;
@@ -310,8 +305,7 @@ async fn a_reply_that_cannot_be_sent_stays_queued_then_is_poisoned() {
     molten.telegram(1, 4, "hello").await;
     let sent = fake.wait_for("/sendMessage", 4, WAIT).await;
     assert_eq!(sent[3].body["text"], "default answer");
-    settle().await;
-    assert_eq!(molten.queue_depth(), 0);
+    molten.until_queue_empty().await;
 
     // A chat Telegram refuses for good: after max_deliveries the message is poisoned.
     let refused = || {
@@ -383,7 +377,7 @@ async fn a_reply_that_cannot_be_sent_stays_queued_then_is_poisoned() {
         "answered once"
     );
     assert!(molten.poisoned().is_empty());
-    assert_eq!(molten.queue_depth(), 0);
+    molten.until_queue_empty().await;
     // Nothing left to retry under that id.
     let again = molten
         .post_admin(&format!("/admin/poison/{id}/retry"))
