@@ -267,3 +267,71 @@ async fn rs256_tokens_are_let_in_and_a_rotated_rsa_key_is_picked_up() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(status(rs256("r2", &second_key)).await, 200);
 }
+
+/// A stand-in for the Azure CLI in a directory of its own (no machine that runs the tests has
+/// `az`): `account get-access-token` for AUDIENCE prints `prints` as `--query accessToken
+/// --output tsv` does; anything else fails as az does.
+fn fake_az(prints: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("az");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"account get-access-token --resource {AUDIENCE} --query accessToken --output tsv\" ] \
+             || {{ echo \"ERROR: unexpected arguments: $*\" >&2; exit 2; }}\n{prints}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn molten_admin_signs_in_with_the_azure_cli() {
+    let key = signing_key("k1");
+    let keys = Arc::new(Mutex::new(json!({ "keys": [key.jwk] })));
+    let (iss, _fake, molten) = molten_trusting(keys).await;
+    let valid = token(
+        &key,
+        "k1",
+        &json!({"iss": iss, "aud": AUDIENCE, "exp": now() + 600, "nbf": now() - 10,
+                "roles": [ROLE], "sub": "operator"}),
+    );
+    let admin = |az: &tempfile::TempDir, args: &[&str]| {
+        let output = molten
+            .cli(&[&["admin", "status", "--url", &molten.url][..], args].concat())
+            .env("PATH", az.path())
+            .env_remove("MOLTEN_ADMIN_BEARER")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), said)
+    };
+
+    // The audience from the config's [admin], or given; only the CLI's token is sent (the
+    // server's static token is never used with --az).
+    let signed_in = fake_az(&format!("echo {valid}"));
+    for args in [&["--az"][..], &["--az", AUDIENCE]] {
+        let (ok, said) = admin(&signed_in, args);
+        assert!(ok && said.contains("queue depth"), "{args:?}: {said}");
+    }
+    let (ok, said) = admin(&fake_az("echo not-a-token"), &["--az"]);
+    assert!(!ok && said.contains("401"), "{said}");
+
+    let signed_out = fake_az("echo \"ERROR: Please run 'az login' to setup account.\" >&2; exit 1");
+    let (ok, said) = admin(&signed_out, &["--az"]);
+    assert!(
+        !ok && said.contains("Please run 'az login'") && said.contains("admin role"),
+        "{said}"
+    );
+    let nowhere = tempfile::tempdir().unwrap();
+    let (ok, said) = admin(&nowhere, &["--az"]);
+    assert!(!ok && said.contains("not installed"), "{said}");
+    let (ok, said) = admin(&signed_in, &["--az", "--token", "x"]);
+    assert!(!ok && said.contains("cannot be used with"), "{said}");
+}

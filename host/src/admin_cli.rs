@@ -1,5 +1,5 @@
 //! `molten admin ...`: what a running molten's admin routes say, for a terminal (`--json` for
-//! scripts), with the URL and token from the config.
+//! scripts), with the URL and token from the config, or an Entra ID token from the Azure CLI.
 
 use std::process::ExitCode;
 
@@ -77,8 +77,8 @@ pub(crate) struct AdminArgs {
     /// The server [default: http:// + server.listen of the config]
     #[arg(long, global = true)]
     url: Option<String>,
-    /// The bearer token, e.g. an Entra ID token from
-    /// `az account get-access-token --resource <[admin] audience>` [default: server.admin_token]
+    /// The bearer token: the static admin token or an Entra ID token [default:
+    /// server.admin_token]
     #[arg(
         long,
         global = true,
@@ -86,6 +86,10 @@ pub(crate) struct AdminArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// Sign in with the Azure CLI: the bearer token is `az account get-access-token` for
+    /// AUDIENCE [default: [admin] audience of the config]
+    #[arg(long, global = true, value_name = "AUDIENCE", num_args = 0..=1, default_missing_value = "", conflicts_with = "token")]
+    az: Option<String>,
     /// Print the server's JSON as it is.
     #[arg(long, global = true)]
     json: bool,
@@ -165,11 +169,18 @@ fn encode(segment: &str) -> String {
 /// Runs an admin command against the server the config describes.
 pub(crate) async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let (request, args) = command.request();
-    let token = match (&args.token, &config.server.admin_token) {
-        (Some(token), _) => token.clone(),
-        (None, Some(token)) => token.expose().to_owned(),
-        (None, None) => anyhow::bail!(
-            "no admin token: set server.admin_token in the config (or MOLTEN_ADMIN_TOKEN), or pass --token (an Entra ID token when [admin] is set)"
+    let audience = config.admin.as_ref().map(|a| a.audience.as_str());
+    let token = match (&args.token, args.az.as_deref(), &config.server.admin_token) {
+        (Some(token), _, _) => token.clone(),
+        (None, Some(""), _) => az_token(audience.context(
+            "--az needs the audience: give it (--az api://molten) or set [admin] audience in the config",
+        )?)?,
+        (None, Some(given), _) => az_token(given)?,
+        (None, None, Some(token)) => token.expose().to_owned(),
+        // Entra ID is how this server is administered: ask the Azure CLI.
+        (None, None, None) if audience.is_some() => az_token(audience.unwrap_or_default())?,
+        (None, None, None) => anyhow::bail!(
+            "no admin token: set server.admin_token in the config (or MOLTEN_ADMIN_TOKEN), or pass --token, or --az to sign in with the Azure CLI when [admin] is set"
         ),
     };
     let base = args
@@ -209,6 +220,29 @@ pub(crate) async fn run(config: &Config, command: AdminCommand) -> anyhow::Resul
         print!("{}", (request.text)(&body));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An Entra ID access token for `audience` from the Azure CLI's signed-in account.
+fn az_token(audience: &str) -> anyhow::Result<String> {
+    let output = std::process::Command::new("az")
+        .args(["account", "get-access-token", "--resource", audience])
+        .args(["--query", "accessToken", "--output", "tsv"])
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "--az needs the Azure CLI (az), which is not installed here; install it and run az login, or pass --token"
+            ),
+            _ => anyhow::anyhow!("cannot run the Azure CLI (az): {e}"),
+        })?;
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || token.is_empty() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        anyhow::bail!(
+            "az account get-access-token --resource {audience} failed: {}; run az login (with an account that has the admin role) and try again",
+            said.trim().lines().next().unwrap_or("it printed no token")
+        );
+    }
+    Ok(token)
 }
 
 /// `key: value` lines of a flat JSON object, in its order.
