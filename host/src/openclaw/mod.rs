@@ -5,10 +5,11 @@
 //! The client waits for the gateway's `connect.challenge`, answers with `connect` (protocol 4,
 //! the shared token and a signed Ed25519 device proof, [`protocol`]), keeps the device token
 //! `hello-ok` issues (and connects with it when the gateway refuses a shared token that was
-//! rotated since, so a rotation does not cut molten off), and stays connected: it reconnects with backoff (1 s doubling to 30 s, or
-//! the gateway's `retryAfterMs`), and drops a connection that sends nothing, not even its
-//! `tick`, for two tick intervals (a half-open socket). [`OpenClaw::turn`] never waits for a
-//! connection: without one it fails at once, and the worker answers with the model.
+//! rotated since, so a rotation does not cut molten off), and stays connected: it reconnects
+//! with backoff (1 s doubling to 30 s, or the gateway's `retryAfterMs`), and drops a
+//! connection that sends nothing, not even its `tick`, for two tick intervals (a half-open
+//! socket). [`OpenClaw::turn`] never waits for a connection: without one it fails at once, and
+//! the worker answers with the model.
 
 mod protocol;
 
@@ -152,11 +153,13 @@ impl Connection {
     }
 }
 
-/// Why connecting failed, how long the gateway asked to wait, and whether it said the device
-/// token would be accepted instead.
+/// Why connecting failed, how long the gateway asked to wait, whether the gateway itself
+/// refused (rather than the network failing), and whether it said the device token would be
+/// accepted instead.
 struct ConnectFailure {
     why: String,
     retry_after: Option<Duration>,
+    refused: bool,
     device_token_may_help: bool,
 }
 
@@ -165,6 +168,7 @@ impl<E: std::fmt::Display> From<E> for ConnectFailure {
         Self {
             why: e.to_string(),
             retry_after: None,
+            refused: false,
             device_token_may_help: false,
         }
     }
@@ -299,8 +303,10 @@ impl OpenClaw {
             }
             Err(second) => {
                 // Revoked or expired: asking again with it would only fail again.
-                *self.device_token.lock().expect("never poisoned") = None;
-                self.set_status(|s| s.paired = false);
+                if second.refused {
+                    *self.device_token.lock().expect("never poisoned") = None;
+                    self.set_status(|s| s.paired = false);
+                }
                 Err(ConnectFailure {
                     why: format!(
                         "{}; the device token was refused too: {}",
@@ -392,6 +398,7 @@ impl OpenClaw {
                     });
                     return Err(ConnectFailure {
                         retry_after: fault.retry_after_ms.map(Duration::from_millis),
+                        refused: true,
                         device_token_may_help: fault.details["canRetryWithDeviceToken"]
                             .as_bool()
                             .unwrap_or(false),
