@@ -170,18 +170,25 @@ fn encode(segment: &str) -> String {
 pub(crate) async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let (request, args) = command.request();
     let audience = config.admin.as_ref().map(|a| a.audience.as_str());
-    let token = match (&args.token, args.az.as_deref(), &config.server.admin_token) {
-        (Some(token), _, _) => token.clone(),
-        (None, Some(""), _) => az_token(audience.context(
-            "--az needs the audience: give it (--az api://molten) or set [admin] audience in the config",
-        )?)?,
-        (None, Some(given), _) => az_token(given)?,
-        (None, None, Some(token)) => token.expose().to_owned(),
+    let token = if let Some(token) = &args.token {
+        token.clone()
+    } else if let Some(given) = args.az.as_deref() {
+        let audience = match given {
+            "" => audience.context(
+                "--az needs the audience: give it (--az api://molten) or set [admin] audience in the config",
+            )?,
+            given => given,
+        };
+        az_token(audience)?
+    } else if let Some(token) = &config.server.admin_token {
+        token.expose().to_owned()
+    } else if let Some(audience) = audience {
         // Entra ID is how this server is administered: ask the Azure CLI.
-        (None, None, None) if audience.is_some() => az_token(audience.unwrap_or_default())?,
-        (None, None, None) => anyhow::bail!(
+        az_token(audience)?
+    } else {
+        anyhow::bail!(
             "no admin token: set server.admin_token in the config (or MOLTEN_ADMIN_TOKEN), or pass --token, or --az to sign in with the Azure CLI when [admin] is set"
-        ),
+        )
     };
     let base = args
         .url
