@@ -477,8 +477,10 @@ async fn quota_race_concurrent_calls_share_one_account() {
         .filter(|r| r.stderr.contains("No space left on device"))
         .count();
     assert!(full >= 5, "all but one call ran out of space: {runs:?}");
-    // Once they are done, the next call measures the disk afresh and finds it full.
-    let run = bash(&host, "u", "echo more > g").await;
+    // Once they are done, the next call measures the disk afresh and finds it full. (A few
+    // bytes may be left: a refused write leaves less than itself free, so it asks for 100 kB,
+    // more than any one write of theirs.)
+    let run = bash(&host, "u", "yes abcdefg | head -c 100000 > g").await;
     assert!(run.stderr.contains("No space left on device"), "{run:?}");
 }
 
